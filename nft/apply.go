@@ -1,0 +1,556 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package nft
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
+	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
+)
+
+func table() *nftables.Table {
+	return &nftables.Table{Family: nftables.TableFamilyINet, Name: TableName}
+}
+
+func nlSet(s setSpec) *nftables.Set {
+	ns := &nftables.Set{Table: table(), Name: s.name, KeyType: nftables.TypeIPAddr}
+	if s.v6 {
+		ns.KeyType = nftables.TypeIP6Addr
+	}
+	switch s.kind {
+	case setInterval:
+		ns.Interval, ns.AutoMerge = true, true
+	case setTimeout:
+		ns.HasTimeout, ns.Timeout = true, s.timeout
+	}
+	return ns
+}
+
+// elemSize estimates the netlink bytes one element costs.
+func elemSize(e nftables.SetElement) int {
+	n := 24 + len(e.Key)
+	if e.IntervalEnd {
+		n += 8
+	}
+	if e.Timeout != 0 {
+		n += 12
+	}
+	return n
+}
+
+func addrElems(as []netip.Addr) []nftables.SetElement {
+	out := make([]nftables.SetElement, len(as))
+	for i, a := range as {
+		out[i] = nftables.SetElement{Key: a.AsSlice()}
+	}
+	return out
+}
+
+// rangeElems encodes ranges as interval start/end element pairs. A range
+// ending at the family's last address has no end element.
+func rangeElems(rs []addrRange) []nftables.SetElement {
+	out := make([]nftables.SetElement, 0, 2*len(rs))
+	for _, r := range rs {
+		out = append(out, nftables.SetElement{Key: r.lo.AsSlice()})
+		if end := r.hi.Next(); end.IsValid() {
+			out = append(out, nftables.SetElement{Key: end.AsSlice(), IntervalEnd: true})
+		}
+	}
+	return out
+}
+
+func specElems(s setSpec) []nftables.SetElement {
+	if s.kind == setInterval {
+		return rangeElems(s.ranges)
+	}
+	return addrElems(s.addrs)
+}
+
+// elemChunk is a slice of one set's elements that fits one transaction.
+type elemChunk struct {
+	set   *nftables.Set
+	elems []nftables.SetElement
+}
+
+// chunk splits each set's elements into transactions of at most budget
+// bytes. Interval start/end pairs are never split.
+func chunk(sets []*nftables.Set, elems [][]nftables.SetElement, budget int) [][]elemChunk {
+	var txs [][]elemChunk
+	var cur []elemChunk
+	used := 0
+	flush := func() {
+		if len(cur) > 0 {
+			txs = append(txs, cur)
+		}
+		cur, used = nil, 0
+	}
+	for i, es := range elems {
+		start := 0
+		for start < len(es) {
+			end, size := start, 0
+			for end < len(es) {
+				step := 1
+				if sets[i].Interval && end+1 < len(es) && es[end+1].IntervalEnd {
+					step = 2
+				}
+				sz := 0
+				for _, e := range es[end : end+step] {
+					sz += elemSize(e)
+				}
+				if used+size+sz > budget && (size > 0 || used > 0) {
+					break
+				}
+				size += sz
+				end += step
+			}
+			if end == start { // transaction full
+				flush()
+				continue
+			}
+			cur = append(cur, elemChunk{set: sets[i], elems: es[start:end]})
+			used += size
+			start = end
+		}
+	}
+	flush()
+	return txs
+}
+
+// Apply replaces the table in t's namespace with r.
+//
+// The first transaction deletes any previous table and creates the new one.
+// When all elements fit one transaction it is the only one. Otherwise the
+// first transaction installs the output chain closed (policy drop, only
+// loopback accepted), later transactions load the remaining elements, and the
+// last one swaps in the real rules and policy. A failure part-way leaves the
+// namespace closed, never open.
+func Apply(ctx context.Context, t Target, r *Ruleset) error {
+	if r == nil {
+		return errors.New("apply table: nil ruleset")
+	}
+	return t.do(ctx, func(s *session) error { return apply(ctx, s, r) })
+}
+
+func apply(ctx context.Context, s *session, r *Ruleset) error {
+	c := s.c
+	tbl := table()
+	c.AddTable(tbl) // create if absent so the delete cannot fail
+	c.DelTable(tbl)
+	c.AddTable(tbl)
+	sets := make([]*nftables.Set, len(r.sets))
+	elems := make([][]nftables.SetElement, len(r.sets))
+	for i, spec := range r.sets {
+		sets[i] = nlSet(spec)
+		if err := c.AddSet(sets[i], nil); err != nil {
+			return fmt.Errorf("apply table: add set %s: %w", spec.name, err)
+		}
+		elems[i] = specElems(spec)
+	}
+	txs := chunk(sets, elems, s.batchBudget())
+	gated := len(txs) > 1
+	var output *nftables.Chain
+	for _, ch := range r.chains {
+		policy := ch.policy
+		rules := ch.rules
+		nc := &nftables.Chain{Name: ch.name, Table: tbl, Type: nftables.ChainTypeFilter,
+			Hooknum: ch.hook, Priority: nftables.ChainPriorityFilter, Policy: &policy}
+		if gated && ch.name == "output" {
+			output = nc
+			drop := nftables.ChainPolicyDrop
+			nc = &nftables.Chain{Name: ch.name, Table: tbl, Type: nftables.ChainTypeFilter,
+				Hooknum: ch.hook, Priority: nftables.ChainPriorityFilter, Policy: &drop}
+			rules = []rule{mk(oifname("lo"), verdict(expr.VerdictAccept))}
+		}
+		c.AddChain(nc)
+		for _, rl := range rules {
+			c.AddRule(&nftables.Rule{Table: tbl, Chain: nc, Exprs: rl.exprs})
+		}
+	}
+	for i, tx := range txs {
+		if i > 0 {
+			if err := ctx.Err(); err != nil {
+				return fmt.Errorf("apply table: load elements (table left closed): %w", err)
+			}
+		}
+		for _, ch := range tx {
+			if err := c.SetAddElements(ch.set, ch.elems); err != nil {
+				return fmt.Errorf("apply table: encode elements of %s: %w", ch.set.Name, err)
+			}
+		}
+		if i == 0 {
+			if err := c.Flush(); err != nil {
+				return fmt.Errorf("apply table: create table %s: %w", TableName, err)
+			}
+			continue
+		}
+		if err := c.Flush(); err != nil {
+			return fmt.Errorf("apply table: load elements batch %d/%d (table left closed): %w", i+1, len(txs), err)
+		}
+	}
+	if len(txs) == 0 {
+		if err := c.Flush(); err != nil {
+			return fmt.Errorf("apply table: create table %s: %w", TableName, err)
+		}
+	}
+	if !gated {
+		return nil
+	}
+	c.FlushChain(output)
+	c.AddChain(output) // updates the policy of the existing chain
+	for _, ch := range r.chains {
+		if ch.name != "output" {
+			continue
+		}
+		for _, rl := range ch.rules {
+			c.AddRule(&nftables.Rule{Table: tbl, Chain: output, Exprs: rl.exprs})
+		}
+	}
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("apply table: install output rules (table left closed): %w", err)
+	}
+	return nil
+}
+
+// SetKind selects which sets AddElements and DeleteElements touch.
+type SetKind uint8
+
+// Set kinds.
+const (
+	KindAllow   SetKind = iota // allow_v4/v6 for single addresses, allow_net_v4/v6 for CIDRs
+	KindDeny                   // deny_v4/v6
+	KindLearned                // learned_v4/v6 (single addresses only)
+)
+
+func (k SetKind) String() string {
+	switch k {
+	case KindAllow:
+		return "allow"
+	case KindDeny:
+		return "deny"
+	case KindLearned:
+		return "learned"
+	}
+	return fmt.Sprintf("SetKind(%d)", uint8(k))
+}
+
+// setDelta is what one Add/DeleteElements call changes in one set.
+type setDelta struct {
+	spec setSpec
+	add  []netip.Prefix
+}
+
+// route validates prefixes and groups them by target set.
+func route(kind SetKind, prefixes []netip.Prefix) ([]setDelta, error) {
+	byName := map[string]*setDelta{}
+	var order []string
+	for i, p := range prefixes {
+		q, err := normPrefix(p)
+		if err != nil {
+			return nil, fmt.Errorf("entry %d: %w", i, err)
+		}
+		v6 := q.Addr().Is6()
+		var name string
+		var sk setKind
+		switch kind {
+		case KindAllow:
+			name, sk = pick(v6, SetAllowV4, SetAllowV6), setHash
+			if !q.IsSingleIP() {
+				name, sk = pick(v6, SetAllowNetV4, SetAllowNetV6), setInterval
+			}
+		case KindDeny:
+			name, sk = pick(v6, SetDenyV4, SetDenyV6), setInterval
+		case KindLearned:
+			if !q.IsSingleIP() {
+				return nil, fmt.Errorf("entry %d: learned entries must be single addresses, got %s", i, q)
+			}
+			name, sk = pick(v6, SetLearnedV4, SetLearnedV6), setTimeout
+		default:
+			return nil, fmt.Errorf("unknown set kind %d", kind)
+		}
+		d, ok := byName[name]
+		if !ok {
+			d = &setDelta{spec: setSpec{name: name, v6: v6, kind: sk}}
+			byName[name] = d
+			order = append(order, name)
+		}
+		d.add = append(d.add, q)
+	}
+	slices.Sort(order)
+	out := make([]setDelta, 0, len(order))
+	for _, n := range order {
+		out = append(out, *byName[n])
+	}
+	return out, nil
+}
+
+func pick(v6 bool, a, b string) string {
+	if v6 {
+		return b
+	}
+	return a
+}
+
+func prefixAddrs(ps []netip.Prefix) []netip.Addr {
+	out := make([]netip.Addr, len(ps))
+	for i, p := range ps {
+		out[i] = p.Addr()
+	}
+	return out
+}
+
+func prefixRanges(ps []netip.Prefix) []addrRange {
+	out := make([]addrRange, len(ps))
+	for i, p := range ps {
+		out[i] = prefixRange(p)
+	}
+	return out
+}
+
+// AddElements adds prefixes to the sets of kind in one transaction.
+// Re-adding an existing element is not an error. For interval sets the
+// union with the existing content is computed here (overlap never fails).
+// Learned elements are added with an explicit timeout, which on this kernel
+// also refreshes the expiry of elements already present (see Refresh).
+func AddElements(ctx context.Context, t Target, kind SetKind, prefixes []netip.Prefix) error {
+	deltas, err := route(kind, prefixes)
+	if err != nil {
+		return fmt.Errorf("add %s elements: %w", kind, err)
+	}
+	if len(deltas) == 0 {
+		return nil
+	}
+	return t.do(ctx, func(s *session) error {
+		if err := addElements(s, deltas); err != nil {
+			return fmt.Errorf("add %s elements: %w", kind, err)
+		}
+		return nil
+	})
+}
+
+func addElements(s *session, deltas []setDelta) error {
+	c := s.c
+	for _, d := range deltas {
+		set := nlSet(d.spec)
+		switch d.spec.kind {
+		case setHash:
+			if err := c.SetAddElements(set, addrElems(prefixAddrs(d.add))); err != nil {
+				return fmt.Errorf("encode %s: %w", set.Name, err)
+			}
+		case setTimeout:
+			live, err := c.GetSetByName(table(), set.Name)
+			if err != nil {
+				return fmt.Errorf("read set %s: %w", set.Name, err)
+			}
+			es := addrElems(prefixAddrs(d.add))
+			for i := range es {
+				es[i].Timeout = live.Timeout
+			}
+			if err := c.SetAddElements(set, es); err != nil {
+				return fmt.Errorf("encode %s: %w", set.Name, err)
+			}
+		case setInterval:
+			cur, err := readRanges(c, set)
+			if err != nil {
+				return err
+			}
+			want := mergeRanges(append(slices.Clone(cur), prefixRanges(d.add)...))
+			if err := queueRangeDiff(c, set, cur, want); err != nil {
+				return err
+			}
+		}
+	}
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
+// queueRangeDiff queues deletes of ranges in cur but not in want and adds of
+// ranges in want but not in cur. Both go into the same transaction.
+func queueRangeDiff(c *nftables.Conn, set *nftables.Set, cur, want []addrRange) error {
+	var del, add []addrRange
+	for _, r := range cur {
+		if !slices.Contains(want, r) {
+			del = append(del, r)
+		}
+	}
+	for _, r := range want {
+		if !slices.Contains(cur, r) {
+			add = append(add, r)
+		}
+	}
+	if len(del) > 0 {
+		if err := c.SetDeleteElements(set, rangeElems(del)); err != nil {
+			return fmt.Errorf("encode delete from %s: %w", set.Name, err)
+		}
+	}
+	if len(add) > 0 {
+		if err := c.SetAddElements(set, rangeElems(add)); err != nil {
+			return fmt.Errorf("encode add to %s: %w", set.Name, err)
+		}
+	}
+	return nil
+}
+
+// readRanges reads an interval set's content as merged ranges.
+func readRanges(c *nftables.Conn, set *nftables.Set) ([]addrRange, error) {
+	es, err := c.GetSetElements(set)
+	if err != nil {
+		return nil, fmt.Errorf("read set %s: %w", set.Name, err)
+	}
+	return elemsToRanges(es), nil
+}
+
+// elemsToRanges decodes interval elements (start and end markers in any
+// order) into sorted ranges.
+func elemsToRanges(es []nftables.SetElement) []addrRange {
+	type mark struct {
+		a   netip.Addr
+		end bool
+	}
+	ms := make([]mark, 0, len(es))
+	for _, e := range es {
+		a, ok := netip.AddrFromSlice(e.Key)
+		if !ok {
+			continue
+		}
+		ms = append(ms, mark{a, e.IntervalEnd})
+	}
+	slices.SortFunc(ms, func(x, y mark) int {
+		if c := x.a.Compare(y.a); c != 0 {
+			return c
+		}
+		switch {
+		case x.end == y.end:
+			return 0
+		case x.end:
+			return -1
+		}
+		return 1
+	})
+	var out []addrRange
+	for i, m := range ms {
+		if m.end {
+			continue
+		}
+		hi := lastOfFamily(m.a)
+		if i+1 < len(ms) && ms[i+1].end {
+			hi = ms[i+1].a.Prev()
+		}
+		out = append(out, addrRange{m.a, hi})
+	}
+	return out
+}
+
+func lastOfFamily(a netip.Addr) netip.Addr {
+	return lastAddr(netip.PrefixFrom(a, 0))
+}
+
+// DeleteElements removes prefixes from the sets of kind in one transaction.
+// Removing an absent element is not an error. For interval sets the prefix is
+// subtracted: deleting 10.0.0.5 from a set holding 10.0.0.0/24 leaves the
+// rest of the /24.
+func DeleteElements(ctx context.Context, t Target, kind SetKind, prefixes []netip.Prefix) error {
+	deltas, err := route(kind, prefixes)
+	if err != nil {
+		return fmt.Errorf("delete %s elements: %w", kind, err)
+	}
+	if len(deltas) == 0 {
+		return nil
+	}
+	return t.do(ctx, func(s *session) error {
+		if err := deleteElements(s, deltas); err != nil {
+			return fmt.Errorf("delete %s elements: %w", kind, err)
+		}
+		return nil
+	})
+}
+
+func deleteElements(s *session, deltas []setDelta) error {
+	c := s.c
+	var destroy []setDelta
+	for _, d := range deltas {
+		set := nlSet(d.spec)
+		if d.spec.kind != setInterval {
+			destroy = append(destroy, d)
+			continue
+		}
+		cur, err := readRanges(c, set)
+		if err != nil {
+			return err
+		}
+		if err := queueRangeDiff(c, set, cur, subtractRanges(cur, mergeRanges(prefixRanges(d.add)))); err != nil {
+			return err
+		}
+	}
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	if len(destroy) == 0 {
+		return nil
+	}
+	return destroyElements(destroy)
+}
+
+// msgDestroySetElem is NFT_MSG_DESTROYSETELEM (Linux 6.3+): delete elements,
+// ignoring absent ones. golang.org/x/sys does not define it yet.
+const msgDestroySetElem = 0x1e
+
+// destroyElements removes single-address elements in one transaction on a
+// netlink socket of its own (google/nftables has no destroy operation).
+func destroyElements(deltas []setDelta) error {
+	nc, err := netlink.Dial(unix.NETLINK_NETFILTER, nil)
+	if err != nil {
+		return fmt.Errorf("open netlink socket: %w", err)
+	}
+	defer func() { _ = nc.Close() }()
+	batchHdr := []byte{unix.AF_UNSPEC, 0, 0, unix.NFNL_SUBSYS_NFTABLES}
+	msgs := []netlink.Message{{Header: netlink.Header{Type: netlink.HeaderType(unix.NFNL_MSG_BATCH_BEGIN), Flags: netlink.Request}, Data: batchHdr}}
+	for _, d := range deltas {
+		var items []netlink.Attribute
+		for i, p := range d.add {
+			key, err := netlink.MarshalAttributes([]netlink.Attribute{{Type: unix.NFTA_DATA_VALUE, Data: p.Addr().AsSlice()}})
+			if err != nil {
+				return fmt.Errorf("encode key: %w", err)
+			}
+			item, err := netlink.MarshalAttributes([]netlink.Attribute{{Type: unix.NLA_F_NESTED | unix.NFTA_SET_ELEM_KEY, Data: key}})
+			if err != nil {
+				return fmt.Errorf("encode element: %w", err)
+			}
+			items = append(items, netlink.Attribute{Type: unix.NLA_F_NESTED | uint16(i+1), Data: item})
+		}
+		list, err := netlink.MarshalAttributes(items)
+		if err != nil {
+			return fmt.Errorf("encode element list: %w", err)
+		}
+		data, err := netlink.MarshalAttributes([]netlink.Attribute{
+			{Type: unix.NFTA_SET_ELEM_LIST_TABLE, Data: []byte(TableName + "\x00")},
+			{Type: unix.NFTA_SET_ELEM_LIST_SET, Data: []byte(d.spec.name + "\x00")},
+			{Type: unix.NLA_F_NESTED | unix.NFTA_SET_ELEM_LIST_ELEMENTS, Data: list},
+		})
+		if err != nil {
+			return fmt.Errorf("encode message: %w", err)
+		}
+		msgs = append(msgs, netlink.Message{
+			Header: netlink.Header{Type: netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | msgDestroySetElem), Flags: netlink.Request | netlink.Acknowledge},
+			Data:   append([]byte{unix.NFPROTO_INET, 0, 0, 0}, data...),
+		})
+	}
+	msgs = append(msgs, netlink.Message{Header: netlink.Header{Type: netlink.HeaderType(unix.NFNL_MSG_BATCH_END), Flags: netlink.Request}, Data: batchHdr})
+	if _, err := nc.SendMessages(msgs); err != nil {
+		return fmt.Errorf("send destroy batch: %w", err)
+	}
+	for range len(msgs) - 2 {
+		if _, err := nc.Receive(); err != nil {
+			return fmt.Errorf("destroy elements: %w", err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,96 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package nft
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+
+	"github.com/google/nftables"
+	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// Target names the network namespace an operation runs in.
+type Target struct {
+	// NetNSPath is a netns file such as /proc/PID/ns/net or /run/netns/NAME.
+	// Empty means the caller's current network namespace.
+	NetNSPath string
+}
+
+// sndBufWant is the socket send buffer asked for; the kernel caps it at
+// net.core.wmem_max, and the effective size bounds one transaction.
+const sndBufWant = 8 << 20
+
+// session is one netlink socket inside the target namespace.
+type session struct {
+	c      *nftables.Conn
+	sndbuf int // effective SO_SNDBUF as reported by the kernel
+}
+
+// do runs fn with a netlink connection opened inside t's namespace.
+//
+// For a non-empty path the work happens on a fresh goroutine that locks its
+// OS thread, setns(2)es into the namespace and never unlocks: the Go runtime
+// then discards the thread when the goroutine exits, so no thread ever has to
+// switch back (switching back fails inside a rootless user namespace).
+func (t Target) do(ctx context.Context, fn func(s *session) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if t.NetNSPath == "" {
+		return openSession(fn)
+	}
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // deliberately never unlocked, see above
+		fd, err := unix.Open(t.NetNSPath, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			errc <- fmt.Errorf("open netns %s: %w", t.NetNSPath, err)
+			return
+		}
+		err = unix.Setns(fd, unix.CLONE_NEWNET)
+		_ = unix.Close(fd)
+		if err != nil {
+			errc <- fmt.Errorf("enter netns %s: %w", t.NetNSPath, err)
+			return
+		}
+		errc <- openSession(fn)
+	}()
+	return <-errc
+}
+
+func openSession(fn func(s *session) error) error {
+	s := &session{}
+	c, err := nftables.New(nftables.AsLasting(), nftables.WithSockOptions(func(nc *netlink.Conn) error {
+		// Best effort: an unprivileged namespace cannot exceed wmem_max.
+		_ = nc.SetWriteBuffer(sndBufWant)
+		rc, err := nc.SyscallConn()
+		if err != nil {
+			return err
+		}
+		var serr error
+		if err := rc.Control(func(fd uintptr) {
+			s.sndbuf, serr = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUF)
+		}); err != nil {
+			return err
+		}
+		return serr
+	}))
+	if err != nil {
+		return fmt.Errorf("open nftables netlink socket: %w", err)
+	}
+	defer func() { _ = c.CloseLasting() }()
+	s.c = c
+	return fn(s)
+}
+
+// batchBudget is the number of payload bytes one transaction may carry.
+func (s *session) batchBudget() int {
+	b := s.sndbuf*3/4 - 4096
+	if b < 16<<10 {
+		b = 16 << 10
+	}
+	return b
+}
