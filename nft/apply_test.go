@@ -4,7 +4,9 @@ package nft
 
 import (
 	"context"
+	"errors"
 	"net/netip"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -57,4 +59,150 @@ func TestApplyMatchesNftText(t *testing.T) {
 			}
 		})
 	}
+}
+
+func mustBuild(t testing.TB, p Policy) *Ruleset {
+	t.Helper()
+	r, err := Build(p)
+	if err != nil {
+		t.Fatalf("Build: %v", err)
+	}
+	return r
+}
+
+func TestApplyVerifyInspect(t *testing.T) {
+	ctx := context.Background()
+	for _, m := range allModes {
+		t.Run(m.String(), func(t *testing.T) {
+			target := newNetNS(t)
+			st, err := Inspect(ctx, target)
+			if err != nil {
+				t.Fatalf("Inspect before Apply: %v", err)
+			}
+			if st.Mode != ModeInactive {
+				t.Errorf("Inspect before Apply: mode %s, want inactive", st.Mode)
+			}
+			r := mustBuild(t, samplePolicy(m))
+			if err := Apply(ctx, target, r); err != nil {
+				t.Fatalf("Apply: %v", err)
+			}
+			if err := Verify(ctx, target, r); err != nil {
+				t.Fatalf("Verify right after Apply: %v", err)
+			}
+			st, err = Inspect(ctx, target)
+			if err != nil {
+				t.Fatalf("Inspect: %v", err)
+			}
+			if st.Mode != m {
+				t.Errorf("Inspect mode = %s, want %s", st.Mode, m)
+			}
+			// Re-applying (mode switch path) replaces the table atomically.
+			if err := Apply(ctx, target, r); err != nil {
+				t.Fatalf("second Apply: %v", err)
+			}
+			if err := Verify(ctx, target, r); err != nil {
+				t.Fatalf("Verify after second Apply: %v", err)
+			}
+			// List renders what nft itself would accept: feed it back.
+			text, err := List(ctx, target)
+			if err != nil {
+				t.Fatalf("List: %v", err)
+			}
+			if !strings.Contains(text, "table inet terok_shield {") {
+				t.Errorf("List output lacks table header:\n%s", text)
+			}
+			ref := newNetNS(t)
+			nftIn(t, ref, text, "-f", "-")
+			if got, want := nftIn(t, ref, "", "list", "table", "inet", TableName), nftIn(t, target, "", "list", "table", "inet", TableName); got != want {
+				t.Errorf("nft -f List() output lists differently:\n%s", cmp.Diff(want, got))
+			}
+		})
+	}
+}
+
+func TestInspectCountersAndSets(t *testing.T) {
+	ctx := context.Background()
+	target := newNetNS(t)
+	r := mustBuild(t, samplePolicy(ModeUp))
+	if err := Apply(ctx, target, r); err != nil {
+		t.Fatalf("Apply: %v", err)
+	}
+	st, err := Inspect(ctx, target)
+	if err != nil {
+		t.Fatalf("Inspect: %v", err)
+	}
+	var allowNet4 []string
+	for _, s := range st.Sets {
+		if s.Name == SetAllowNetV4 {
+			for _, e := range s.Elements {
+				allowNet4 = append(allowNet4, e.Prefix.String())
+			}
+		}
+	}
+	if diff := cmp.Diff([]string{"10.1.0.0/16", "198.51.100.0/24"}, allowNet4); diff != "" {
+		t.Errorf("allow_net_v4 elements (-want +got):\n%s", diff)
+	}
+	// Counters: deny x2, dns guard x4, allow x4, learned x2, terminal.
+	if got, want := len(st.Counters), 13; got != want {
+		t.Errorf("Inspect counters = %d, want %d: %+v", got, want, st.Counters)
+	}
+}
+
+func TestVerifyDetectsDrift(t *testing.T) {
+	ctx := context.Background()
+	r := mustBuild(t, samplePolicy(ModeUp))
+	tests := []struct {
+		name   string
+		mutate string // nft -f input run after Apply
+		want   string // substring of the Verify error
+	}{
+		{"policy changed", "chain inet terok_shield output { type filter hook output priority filter; policy accept; }\n", "chain output: policy accept, want drop"},
+		{"rule appended", "add rule inet terok_shield output accept\n", "chain output rule 53 unexpected"},
+		{"rule inserted", "insert rule inet terok_shield output ip daddr 192.0.2.99 accept\n", `chain output rule 1: got "ip daddr 192.0.2.99 accept"`},
+		{"allow element added", "add element inet terok_shield allow_v4 { 192.0.2.77 }\n", "set allow_v4: 1 unexpected element(s): 192.0.2.77"},
+		{"allow element removed", "delete element inet terok_shield allow_v4 { 203.0.113.10 }\n", "set allow_v4: 1 element(s) missing: 203.0.113.10"},
+		{"deny element removed", "delete element inet terok_shield deny_v6 { 2001:db8:dead::/64 }\n", "set deny_v6: 1 element(s) missing: 2001:db8:dead::/64"},
+		{"extra chain", "add chain inet terok_shield sneaky\n", "unexpected chain sneaky"},
+		{"extra set", "add set inet terok_shield sneaky { type ipv4_addr; }\n", "unexpected set sneaky"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			target := newNetNS(t)
+			if err := Apply(ctx, target, r); err != nil {
+				t.Fatalf("Apply: %v", err)
+			}
+			nftIn(t, target, tc.mutate, "-f", "-")
+			err := Verify(ctx, target, r)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("Verify after %q = %v, want error containing %q", tc.mutate, err, tc.want)
+			}
+		})
+	}
+	t.Run("no table", func(t *testing.T) {
+		err := Verify(ctx, newNetNS(t), r)
+		if !errors.Is(err, ErrNoTable) {
+			t.Errorf("Verify on empty netns = %v, want ErrNoTable", err)
+		}
+	})
+	t.Run("rule deleted by handle", func(t *testing.T) {
+		target := newNetNS(t)
+		if err := Apply(ctx, target, r); err != nil {
+			t.Fatalf("Apply: %v", err)
+		}
+		out := nftIn(t, target, "", "-a", "list", "chain", "inet", TableName, "output")
+		var handle string
+		for _, line := range strings.Split(out, "\n") {
+			if strings.Contains(line, "@deny_v4") {
+				handle = line[strings.LastIndex(line, " ")+1:]
+			}
+		}
+		if handle == "" {
+			t.Fatalf("no deny_v4 rule in:\n%s", out)
+		}
+		nftIn(t, target, "", "delete", "rule", "inet", TableName, "output", "handle", handle)
+		err := Verify(ctx, target, r)
+		if err == nil || !strings.Contains(err.Error(), `want "ip daddr @deny_v4`) {
+			t.Errorf("Verify after deleting the deny_v4 rule = %v, want it named", err)
+		}
+	})
 }

@@ -19,9 +19,12 @@ const (
 	ModeDown                // bypass: policy accept, deny + private ranges still enforced
 	ModeDownAll             // bypass all: policy accept, only deny sets enforced
 	ModeBlock               // block: everything but loopback and established flows dropped
+	// ModeInactive is what Inspect reports when the table does not exist.
+	// Build rejects it and ParseMode does not accept it.
+	ModeInactive
 )
 
-var modeNames = [...]string{ModeUp: "up", ModeDown: "down", ModeDownAll: "down_all", ModeBlock: "block"}
+var modeNames = [...]string{ModeUp: "up", ModeDown: "down", ModeDownAll: "down_all", ModeBlock: "block", ModeInactive: "inactive"}
 
 // String returns the mode's name as used on the command line and in state files.
 func (m Mode) String() string {
@@ -34,7 +37,7 @@ func (m Mode) String() string {
 // ParseMode parses the name returned by Mode.String.
 func ParseMode(s string) (Mode, error) {
 	for i, n := range modeNames {
-		if n == s {
+		if n == s && Mode(i) != ModeInactive {
 			return Mode(i), nil
 		}
 	}
