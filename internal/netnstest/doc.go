@@ -43,6 +43,8 @@
 //     From is the address that sent it.
 //   - "refused": a TCP reset.
 //   - "timeout": nothing came back within the timeout (default 1 s): a drop.
+//   - "eperm": sending failed with EPERM, i.e. a drop in the prober's own
+//     output path (UDP and ping; a dropped TCP SYN is a "timeout").
 //   - "error": anything else; Err says what.
 //
 // An nftables `reject with icmpx admin-prohibited` is ICMPv4 type 3 code 13

@@ -23,6 +23,7 @@ const (
 	ResultICMP    = "icmp"
 	ResultRefused = "refused"
 	ResultTimeout = "timeout"
+	ResultEPERM   = "eperm"
 	ResultError   = "error"
 )
 
@@ -85,6 +86,11 @@ func PortUnreachable(dst netip.Addr) Outcome {
 
 // Timeout is the outcome of a probe that got no answer.
 func Timeout() Outcome { return Outcome{Result: ResultTimeout} }
+
+// EPERM is the outcome of a UDP or ping probe whose send failed with EPERM,
+// which is what a drop verdict in the sender's own output path looks like.
+// (A TCP SYN dropped there is retransmitted silently: "timeout".)
+func EPERM() Outcome { return Outcome{Result: ResultEPERM} }
 
 // Refused is the outcome of a TCP probe answered with a reset.
 func Refused() Outcome { return Outcome{Result: ResultRefused} }
@@ -388,6 +394,9 @@ func failure(fd int, err error) Outcome {
 	}
 	if errors.Is(err, unix.ECONNREFUSED) {
 		return Outcome{Result: ResultRefused, Err: err.Error()}
+	}
+	if errors.Is(err, unix.EPERM) {
+		return Outcome{Result: ResultEPERM, Err: err.Error()}
 	}
 	return errorOutcome(err)
 }
