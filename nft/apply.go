@@ -316,8 +316,8 @@ func prefixRanges(ps []netip.Prefix) []addrRange {
 // AddElements adds prefixes to the sets of kind in one transaction.
 // Re-adding an existing element is not an error. For interval sets the
 // union with the existing content is computed here (overlap never fails).
-// Learned elements are added with an explicit timeout, which on this kernel
-// also refreshes the expiry of elements already present (see Refresh).
+// Learned elements get the set's default timeout, restarted for elements
+// already present (see Refresh).
 func AddElements(ctx context.Context, t Target, kind SetKind, prefixes []netip.Prefix) error {
 	deltas, err := route(kind, prefixes)
 	if err != nil {
@@ -336,6 +336,7 @@ func AddElements(ctx context.Context, t Target, kind SetKind, prefixes []netip.P
 
 func addElements(s *session, deltas []setDelta) error {
 	c := s.c
+	var learned []setDelta
 	for _, d := range deltas {
 		set := nlSet(d.spec)
 		switch d.spec.kind {
@@ -344,17 +345,7 @@ func addElements(s *session, deltas []setDelta) error {
 				return fmt.Errorf("encode %s: %w", set.Name, err)
 			}
 		case setTimeout:
-			live, err := c.GetSetByName(table(), set.Name)
-			if err != nil {
-				return fmt.Errorf("read set %s: %w", set.Name, err)
-			}
-			es := addrElems(prefixAddrs(d.add))
-			for i := range es {
-				es[i].Timeout = live.Timeout
-			}
-			if err := c.SetAddElements(set, es); err != nil {
-				return fmt.Errorf("encode %s: %w", set.Name, err)
-			}
+			learned = append(learned, d)
 		case setInterval:
 			cur, err := readRanges(c, set)
 			if err != nil {
@@ -369,7 +360,17 @@ func addElements(s *session, deltas []setDelta) error {
 	if err := c.Flush(); err != nil {
 		return fmt.Errorf("commit: %w", err)
 	}
-	return nil
+	if len(learned) == 0 {
+		return nil
+	}
+	// Destroy + add in one transaction restarts the timeout of elements
+	// already present; a plain add would keep their old expiry.
+	var ops []rawOp
+	for _, d := range learned {
+		keys := prefixKeys(d.add)
+		ops = append(ops, rawOp{msgDestroySetElem, d.spec.name, keys}, rawOp{unix.NFT_MSG_NEWSETELEM, d.spec.name, keys})
+	}
+	return rawElemBatch(ops)
 }
 
 // queueRangeDiff queues deletes of ranges in cur but not in want and adds of
@@ -503,9 +504,32 @@ func deleteElements(s *session, deltas []setDelta) error {
 // ignoring absent ones. golang.org/x/sys does not define it yet.
 const msgDestroySetElem = 0x1e
 
-// destroyElements removes single-address elements in one transaction on a
-// netlink socket of its own (google/nftables has no destroy operation).
+// rawOp is one element message of a hand-built batch.
+type rawOp struct {
+	msgType uint16 // unix.NFT_MSG_NEWSETELEM or msgDestroySetElem
+	set     string
+	keys    [][]byte
+}
+
 func destroyElements(deltas []setDelta) error {
+	var ops []rawOp
+	for _, d := range deltas {
+		ops = append(ops, rawOp{msgDestroySetElem, d.spec.name, prefixKeys(d.add)})
+	}
+	return rawElemBatch(ops)
+}
+
+func prefixKeys(ps []netip.Prefix) [][]byte {
+	out := make([][]byte, len(ps))
+	for i, p := range ps {
+		out[i] = p.Addr().AsSlice()
+	}
+	return out
+}
+
+// rawElemBatch sends element messages in one transaction on a netlink socket
+// of its own: google/nftables has no destroy operation.
+func rawElemBatch(ops []rawOp) error {
 	nc, err := netlink.Dial(unix.NETLINK_NETFILTER, nil)
 	if err != nil {
 		return fmt.Errorf("open netlink socket: %w", err)
@@ -513,10 +537,10 @@ func destroyElements(deltas []setDelta) error {
 	defer func() { _ = nc.Close() }()
 	batchHdr := []byte{unix.AF_UNSPEC, 0, 0, unix.NFNL_SUBSYS_NFTABLES}
 	msgs := []netlink.Message{{Header: netlink.Header{Type: netlink.HeaderType(unix.NFNL_MSG_BATCH_BEGIN), Flags: netlink.Request}, Data: batchHdr}}
-	for _, d := range deltas {
+	for _, op := range ops {
 		var items []netlink.Attribute
-		for i, p := range d.add {
-			key, err := netlink.MarshalAttributes([]netlink.Attribute{{Type: unix.NFTA_DATA_VALUE, Data: p.Addr().AsSlice()}})
+		for i, k := range op.keys {
+			key, err := netlink.MarshalAttributes([]netlink.Attribute{{Type: unix.NFTA_DATA_VALUE, Data: k}})
 			if err != nil {
 				return fmt.Errorf("encode key: %w", err)
 			}
@@ -532,25 +556,42 @@ func destroyElements(deltas []setDelta) error {
 		}
 		data, err := netlink.MarshalAttributes([]netlink.Attribute{
 			{Type: unix.NFTA_SET_ELEM_LIST_TABLE, Data: []byte(TableName + "\x00")},
-			{Type: unix.NFTA_SET_ELEM_LIST_SET, Data: []byte(d.spec.name + "\x00")},
+			{Type: unix.NFTA_SET_ELEM_LIST_SET, Data: []byte(op.set + "\x00")},
 			{Type: unix.NLA_F_NESTED | unix.NFTA_SET_ELEM_LIST_ELEMENTS, Data: list},
 		})
 		if err != nil {
 			return fmt.Errorf("encode message: %w", err)
 		}
+		flags := netlink.Request | netlink.Acknowledge
+		if op.msgType == unix.NFT_MSG_NEWSETELEM {
+			flags |= netlink.Create
+		}
 		msgs = append(msgs, netlink.Message{
-			Header: netlink.Header{Type: netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | msgDestroySetElem), Flags: netlink.Request | netlink.Acknowledge},
+			Header: netlink.Header{Type: netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | op.msgType), Flags: flags},
 			Data:   append([]byte{unix.NFPROTO_INET, 0, 0, 0}, data...),
 		})
 	}
 	msgs = append(msgs, netlink.Message{Header: netlink.Header{Type: netlink.HeaderType(unix.NFNL_MSG_BATCH_END), Flags: netlink.Request}, Data: batchHdr})
 	if _, err := nc.SendMessages(msgs); err != nil {
-		return fmt.Errorf("send destroy batch: %w", err)
+		return fmt.Errorf("send batch: %w", err)
 	}
 	for range len(msgs) - 2 {
 		if _, err := nc.Receive(); err != nil {
-			return fmt.Errorf("destroy elements: %w", err)
+			return fmt.Errorf("commit batch: %w", err)
 		}
 	}
 	return nil
+}
+
+// Refresh resets the expiry of learned addresses to the set's timeout,
+// adding those that are absent. It is AddElements(KindLearned): each address
+// is destroyed and re-added in one transaction, which restarts its timeout on
+// any kernel with NFT_MSG_DESTROYSETELEM (6.3+). A plain re-add, as dnsmasq's
+// nftset does, leaves the original expiry in place; see the package doc.
+func Refresh(ctx context.Context, t Target, addrs []netip.Addr) error {
+	ps := make([]netip.Prefix, len(addrs))
+	for i, a := range addrs {
+		ps[i] = netip.PrefixFrom(a, a.BitLen())
+	}
+	return AddElements(ctx, t, KindLearned, ps)
 }
