@@ -474,3 +474,87 @@ func TestTrafficHostPorts(t *testing.T) {
 		rejected(tp.ping(gateway4), gateway4),
 	)
 }
+
+// TestTrafficDenyCutsInbound checks invariant 5 from the other side: once an
+// address is denied, it must not be able to keep sending into the container
+// over a flow that was open before the deny (a command channel needs no
+// outbound packets for UDP, and for TCP the data is delivered even though
+// ctr's ACKs are rejected). The client sockets are plain ones, as a workload
+// would use, without IP_RECVERR.
+func TestTrafficDenyCutsInbound(t *testing.T) {
+	t.Parallel()
+	tp := newTopo(t)
+	tp.apply(t, Policy{Allow: hosts(allowed4, allowed6)})
+	for _, c := range []struct {
+		network string
+		a       netip.Addr
+	}{{"udp", allowed4}, {"udp", allowed6}, {"tcp", allowed4}, {"tcp", allowed6}} {
+		t.Run(c.network+" "+c.a.String(), func(t *testing.T) {
+			srvAP := netip.AddrPortFrom(c.a, 6000)
+			push, client := openFlow(t, tp, c.network, srvAP)
+			if got := readWithin(client, time.Second); got != "one" {
+				t.Fatalf("before deny: ctr read %q, want %q (positive control)", got, "one")
+			}
+			tp.add(t, KindDeny, host(c.a))
+			defer func() {
+				if err := DeleteElements(context.Background(), tp.target, KindDeny, hosts(c.a)); err != nil {
+					t.Fatalf("DeleteElements: %v", err)
+				}
+			}()
+			push("two")
+			if got := readWithin(client, quick); got != "" {
+				t.Errorf("after deny of %s: ctr still received %q from it on the open %s flow", c.a, got, c.network)
+			}
+		})
+	}
+	check(t, tp.open(tp.tcp(allowed4), allowed4, "tcp", tcpPort)) // deny lifted: still reachable
+}
+
+// openFlow opens a flow from ctr to a server at ap in wan, has the server
+// send "one" on it, and returns a function that makes the server send more.
+func openFlow(t *testing.T, tp *topo, network string, ap netip.AddrPort) (push func(string), client net.Conn) {
+	t.Helper()
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	switch network {
+	case "udp":
+		var srv net.PacketConn
+		must(tp.wan.Do(func() (err error) { srv, err = net.ListenPacket("udp", ap.String()); return err }))
+		t.Cleanup(func() { srv.Close() })
+		must(tp.ctr.Do(func() (err error) { client, err = net.Dial("udp", ap.String()); return err }))
+		t.Cleanup(func() { client.Close() })
+		_, err := client.Write([]byte("hello"))
+		must(err)
+		must(srv.SetReadDeadline(time.Now().Add(time.Second)))
+		buf := make([]byte, 64)
+		_, from, err := srv.ReadFrom(buf)
+		must(err)
+		push = func(s string) { _, err := srv.WriteTo([]byte(s), from); must(err) }
+	default:
+		var ln net.Listener
+		must(tp.wan.Do(func() (err error) { ln, err = net.Listen("tcp", ap.String()); return err }))
+		t.Cleanup(func() { ln.Close() })
+		must(tp.ctr.Do(func() (err error) { client, err = net.Dial("tcp", ap.String()); return err }))
+		t.Cleanup(func() { client.Close() })
+		srv, err := ln.Accept()
+		must(err)
+		t.Cleanup(func() { srv.Close() })
+		push = func(s string) { _, err := srv.Write([]byte(s)); must(err) }
+	}
+	push("one")
+	return push, client
+}
+
+// readWithin returns what arrives on c within d ("" if nothing).
+func readWithin(c net.Conn, d time.Duration) string {
+	if err := c.SetReadDeadline(time.Now().Add(d)); err != nil {
+		return "set deadline: " + err.Error()
+	}
+	buf := make([]byte, 64)
+	m, _ := c.Read(buf)
+	return string(buf[:m])
+}
