@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/terok-ai/terok-shield/hook"
 	"github.com/terok-ai/terok-shield/nft"
 )
 
@@ -73,6 +74,7 @@ func newRootCmd(deps *cliDeps) *cobra.Command {
 	root.AddCommand(
 		newVersionCmd(),
 		newPreviewCmd(),
+		newHookCmd(deps),
 	)
 	return root
 }
@@ -132,4 +134,19 @@ func newPreviewCmd() *cobra.Command {
 	cmd.Flags().BoolVar(&opts.all, "all", false, "with --down: also allow private ranges")
 	cmd.Flags().BoolVar(&opts.block, "block", false, "show the block ruleset (drop everything)")
 	return cmd
+}
+
+func newHookCmd(deps *cliDeps) *cobra.Command {
+	return &cobra.Command{
+		Use:    "hook STAGE",
+		Short:  "OCI runtime hook (run by the container runtime from hooks.d, not by hand)",
+		Hidden: true,
+		Args:   cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := hook.Run(cmd.Context(), args[0], hook.Env{Stdin: deps.stdin, Log: deps.log}); err != nil {
+				return fmt.Errorf("terok-shield hook %s: %w", args[0], err)
+			}
+			return nil
+		},
+	}
 }

@@ -1,0 +1,253 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package hook
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/terok-ai/terok-shield/dnsmasq"
+	"github.com/terok-ai/terok-shield/gate"
+	"github.com/terok-ai/terok-shield/nft"
+	"github.com/terok-ai/terok-shield/state"
+)
+
+// Stages the hook serves.
+const (
+	StageCreateRuntime = "createRuntime"
+	StagePoststop      = "poststop"
+)
+
+// Timeout bounds one hook run; the hooks.d descriptor's timeout should be a little larger.
+const Timeout = 20 * time.Second
+
+// GateDir is the bundle subdirectory the shim mounts read-only at gate.ProofDir.
+const GateDir = "gate"
+
+// Env is what a hook run needs from its process.
+type Env struct {
+	Stdin io.Reader
+	Log   *slog.Logger
+	// Dnsmasq is the resolver binary; empty means look it up with dnsmasq.Find.
+	Dnsmasq string
+}
+
+// Run executes one hook stage. A nil error means the container may proceed; a container
+// without the shield annotation is not an error.
+func Run(ctx context.Context, stage string, env Env) error {
+	log := env.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	ctx, cancel := context.WithTimeout(ctx, Timeout)
+	defer cancel()
+	st, err := readState(env.Stdin)
+	if err != nil {
+		return err
+	}
+	dir, err := shieldBundlePath(st.Annotations)
+	if errors.Is(err, ErrNotShielded) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	log = log.With("container", st.ID, "stage", stage)
+	switch stage {
+	case StageCreateRuntime:
+		return createRuntime(ctx, log, st.ID, st.Pid, st.Bundle, dir, env.Dnsmasq)
+	case StagePoststop:
+		return poststop(log, dir)
+	}
+	return fmt.Errorf("unknown hook stage %q (want %s or %s)", stage, StageCreateRuntime, StagePoststop)
+}
+
+func createRuntime(ctx context.Context, log *slog.Logger, id string, pid int, ociBundle, dir, dnsmasqBin string) error {
+	spec, err := readSpec(ociBundle)
+	if err != nil {
+		return err
+	}
+	if err := checkSpec(spec); err != nil {
+		return err
+	}
+	b, err := state.OpenDir(dir, os.Geteuid())
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	data, err := b.Load()
+	if err != nil {
+		return err
+	}
+	if pid <= 0 {
+		return fmt.Errorf("OCI state has no container pid")
+	}
+	ident, err := state.CurrentIdentity(pid, id)
+	if err != nil {
+		return err
+	}
+	own, err := gate.NetNSInode("/proc/self/ns/net")
+	if err != nil {
+		return err
+	}
+	if ident.NetNSInode == own {
+		return errors.New("container runs in the hook's own (host) network namespace; refusing to firewall it")
+	}
+	netns := "/proc/" + strconv.Itoa(pid) + "/ns/net"
+
+	policy, err := policyFor(data)
+	if err != nil {
+		return err
+	}
+	rs, err := nft.Build(policy)
+	if err != nil {
+		return fmt.Errorf("build ruleset: %w", err)
+	}
+	target := nft.Target{NetNSPath: netns}
+	if err := nft.Apply(ctx, target, rs); err != nil {
+		return fmt.Errorf("apply ruleset: %w", err)
+	}
+	if err := nft.Verify(ctx, target, rs); err != nil {
+		return fmt.Errorf("verify ruleset: %w", err)
+	}
+	log.Info("ruleset applied and verified", "mode", policy.Mode.String(), "allow", len(policy.Allow), "deny", len(policy.Deny))
+
+	if data.Resolver.Tier == state.TierDnsmasq && data.Mode != state.ModeBlock {
+		if err := startResolver(ctx, b, data, policy, netns, dnsmasqBin); err != nil {
+			return err
+		}
+	}
+	if err := b.Update(func(d *state.Data) error { d.NetNS = &ident; return nil }); err != nil {
+		return fmt.Errorf("record network namespace identity: %w", err)
+	}
+	proof := gate.Proof{NetNSInode: ident.NetNSInode, InitStartTime: ident.StartTime, ContainerID: id}
+	if err := writeProof(b.Root(), proof.Marshal()); err != nil {
+		return err
+	}
+	return nil
+}
+
+// policyFor turns a bundle's state into the ruleset policy, in one place.
+func policyFor(d *state.Data) (nft.Policy, error) {
+	mode, err := nft.ParseMode(string(d.Mode))
+	if err != nil {
+		return nft.Policy{}, err
+	}
+	return nft.Policy{
+		Mode:           mode,
+		Allow:          d.EffectiveAllow().Prefixes,
+		Deny:           d.EffectiveDeny().Prefixes,
+		Upstreams:      d.Resolver.Upstreams,
+		HostGateways:   d.Resolver.HostGateways,
+		HostPorts:      d.Resolver.HostPorts,
+		LearnedTimeout: time.Duration(d.Resolver.LearnedTTL),
+	}, nil
+}
+
+// ResolverNames returns the names the per-container resolver answers for.
+func ResolverNames(d *state.Data) []string {
+	eff := d.EffectiveAllow()
+	names := append([]string(nil), eff.Domains...)
+	for _, w := range eff.Wildcards {
+		names = append(names, "*."+w)
+	}
+	return names
+}
+
+func startResolver(ctx context.Context, b *state.Bundle, d *state.Data, policy nft.Policy, netns, bin string) error {
+	if bin == "" {
+		var err error
+		if bin, err = dnsmasq.Find(); err != nil {
+			return fmt.Errorf("resolver: %w", err)
+		}
+	}
+	timeout := policy.LearnedTimeout
+	if timeout == 0 {
+		timeout = nft.DefaultLearnedTimeout
+	}
+	upstreams := policy.Upstreams
+	if len(upstreams) == 0 {
+		return errors.New("resolver: no upstream DNS server recorded for this container")
+	}
+	in := dnsmasq.Instance{
+		Binary:   bin,
+		ConfFile: filepath.Join(b.Dir(), state.FileDnsmasqConf),
+		PIDFile:  filepath.Join(b.Dir(), state.FileDnsmasqPID),
+	}
+	names := ResolverNames(d)
+	conf, err := dnsmasq.Render(dnsmasq.Config{
+		Names:       names,
+		Upstreams:   upstreams,
+		Mark:        nft.DefaultResolverMark,
+		Table:       nft.TableName,
+		Set4:        "learned_v4",
+		Set6:        "learned_v6",
+		MaxCacheTTL: timeout / 2,
+		PIDFile:     in.PIDFile,
+		User:        "root",
+	})
+	if err != nil {
+		return fmt.Errorf("resolver config: %w", err)
+	}
+	if err := b.WriteFile(state.FileDnsmasqConf, conf, 0o600); err != nil {
+		return fmt.Errorf("write resolver config: %w", err)
+	}
+	// A resolver left over from an earlier start of this container is stopped first.
+	_ = dnsmasq.Stop(in)
+	if _, err := dnsmasq.Start(ctx, netns, in); err != nil {
+		return fmt.Errorf("start resolver: %w", err)
+	}
+	return nil
+}
+
+func poststop(log *slog.Logger, dir string) error {
+	b, err := state.OpenDir(dir, os.Geteuid())
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	in := dnsmasq.Instance{
+		ConfFile: filepath.Join(b.Dir(), state.FileDnsmasqConf),
+		PIDFile:  filepath.Join(b.Dir(), state.FileDnsmasqPID),
+	}
+	var errs []error
+	if bin, err := dnsmasq.Find(); err == nil {
+		in.Binary = bin
+		if err := dnsmasq.Stop(in); err != nil {
+			errs = append(errs, fmt.Errorf("stop resolver: %w", err))
+		}
+	}
+	if err := b.Root().Remove(filepath.Join(GateDir, gate.ProofFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		errs = append(errs, fmt.Errorf("remove gate proof: %w", err))
+	}
+	log.Info("teardown")
+	return errors.Join(errs...)
+}
+
+// writeProof writes the gate proof atomically into the bundle's gate directory.
+func writeProof(root *os.Root, data []byte) error {
+	if err := root.Mkdir(GateDir, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
+		return fmt.Errorf("write gate proof: %w", err)
+	}
+	tmp := filepath.Join(GateDir, "."+gate.ProofFile+".tmp")
+	f, err := root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return fmt.Errorf("write gate proof: %w", err)
+	}
+	_, werr := f.Write(data)
+	cerr := f.Close()
+	if err := errors.Join(werr, cerr); err != nil {
+		return fmt.Errorf("write gate proof: %w", err)
+	}
+	if err := root.Rename(tmp, filepath.Join(GateDir, gate.ProofFile)); err != nil {
+		return fmt.Errorf("write gate proof: %w", err)
+	}
+	return nil
+}
