@@ -1,0 +1,138 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package integration
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/terok-ai/terok-shield/internal/probe"
+	"github.com/terok-ai/terok-shield/internal/testnet"
+)
+
+// harness is shared by every test of this binary (probe built and images imported once).
+var harness = NewHarness()
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if err := harness.Close(); err != nil {
+		fmt.Fprintln(os.Stderr, "harness close:", err)
+	}
+	os.Exit(code)
+}
+
+// setup requires the prerequisites, builds the harness and starts a topology.
+func setup(t *testing.T) *testnet.Net {
+	t.Helper()
+	Require(t)
+	if testing.Short() {
+		t.Skip("e2e tests skipped in -short mode")
+	}
+	start := time.Now()
+	if err := harness.Init(); err != nil {
+		t.Fatalf("harness: %v", err)
+	}
+	t.Logf("harness ready in %s (image %s)", time.Since(start).Round(time.Millisecond), harness.ImageRef)
+	return testnet.Start(t)
+}
+
+// TestSmokeUnshielded checks the test ground itself, before any shield: in both modes an
+// unshielded container reaches wan echo servers, resolves through the test DNS and hits a
+// canary only when asked to.
+func TestSmokeUnshielded(t *testing.T) {
+	n := setup(t)
+	for _, mode := range []Mode{Rootful, Rootless} {
+		t.Run(mode.String(), func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+			defer cancel()
+			p := &Podman{Mode: mode, Net: n, H: harness}
+			start := time.Now()
+			if err := p.EnsureImage(ctx); err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("image ready in %s", time.Since(start).Round(time.Millisecond))
+			n.ResetHits()
+
+			type want struct {
+				result, server string
+				answers        []string
+			}
+			cases := []struct {
+				name string
+				args []string
+				want want
+			}{
+				{"tcp4", []string{"tcp", testnet.EchoV4 + ":80"}, want{probe.OK, "web4", nil}},
+				{"udp4", []string{"udp", testnet.EchoV4b + ":80"}, want{probe.OK, "web4b", nil}},
+				{"dns", []string{"dns", "www.test"}, want{probe.OK, "", []string{"A " + testnet.EchoV4}}},
+				{"dns-tcp-cname", []string{"dns", "alias.test", "--tcp", "--type", "A"},
+					want{probe.OK, "", []string{"A " + testnet.EchoV4, "CNAME alias2.test.", "CNAME alias3.test.", "CNAME www.test."}}},
+			}
+			for _, c := range cases {
+				res, run, err := p.Probe(ctx, DefaultRunArgs(), c.args...)
+				if err != nil {
+					t.Fatalf("%s: %v", c.name, err)
+				}
+				t.Logf("%s: %s in %s", c.name, res.Result, run.Elapsed.Round(time.Millisecond))
+				got := want{result: res.Result, answers: res.Answers}
+				if res.Reply != "" {
+					echo, err := testnet.ParseEcho(res.Reply)
+					if err != nil {
+						t.Fatalf("%s: %v", c.name, err)
+					}
+					got.server = echo.Server
+				}
+				if d := cmp.Diff(c.want, got, cmp.AllowUnexported(want{})); d != "" {
+					t.Errorf("%s: (-want +got):\n%s\n%+v", c.name, d, res)
+				}
+			}
+			if q := n.DNS.QueriesFor("www.test"); len(q) == 0 {
+				t.Errorf("test DNS saw no query for www.test")
+			}
+			if h := n.CanaryHits(); len(h) != 0 {
+				t.Fatalf("canary hit without being asked: %+v", h)
+			}
+
+			// The canary is hit when (and only when) the test wants it.
+			res, _, err := p.Probe(ctx, DefaultRunArgs(), "tcp", testnet.CanaryV4+":80")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Result != probe.OK {
+				t.Errorf("canary probe: %+v", res)
+			}
+			hits := n.CanaryHits()
+			if len(hits) != 1 || hits[0].Server != "canary-public4" {
+				t.Errorf("canary hits = %+v, want one on canary-public4", hits)
+			}
+			if len(hits) == 1 {
+				// Rootful traffic is masqueraded, rootless leaves through slirp4netns: either way
+				// it reaches wan from the host namespace's link address.
+				host, _, _ := net.SplitHostPort(hits[0].Client)
+				if host != testnet.HostLinkV4 {
+					t.Errorf("canary hit from %s, want %s", host, testnet.HostLinkV4)
+				}
+			}
+
+			// IPv6 through each backend's default network (podman 4.3): the rootful default
+			// bridge has no IPv6 at all; rootless slirp4netns has it (enable_ipv6 default).
+			res, _, err = p.Probe(ctx, DefaultRunArgs(), "tcp", "["+testnet.EchoV6+"]:80")
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("IPv6 on the default %s network: %s %s %s", mode, res.Result, res.Errno, res.Error)
+			wantV6 := []string{probe.OK, ""}
+			if mode == Rootful {
+				wantV6 = []string{probe.ICMPErr, "ENETUNREACH"}
+			}
+			if d := cmp.Diff(wantV6, []string{res.Result, res.Errno}); d != "" {
+				t.Errorf("IPv6 tcp on default network (-want +got):\n%s", d)
+			}
+		})
+	}
+}
