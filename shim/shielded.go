@@ -66,7 +66,11 @@ func prepareShielded(inv *argparse.Invocation, dec inject.Decision, getenv func(
 	}
 
 	name := inject.UserName(inv)
-	plan := inject.Plan{Binary: self, HooksDirs: []string{hooksDir, defaultHooksDir}}
+	dirs, err := hooksDirs(hooksDir, getenv)
+	if err != nil {
+		return nil, err
+	}
+	plan := inject.Plan{Binary: self, HooksDirs: dirs}
 	if name == "" {
 		name = "shield-" + randomHex(6)
 		plan.Name = name

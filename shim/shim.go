@@ -5,9 +5,12 @@ package main
 import (
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 
 	"github.com/terok-ai/terok-shield/argparse"
 	"github.com/terok-ai/terok-shield/inject"
+	"github.com/terok-ai/terok-shield/state"
 )
 
 // runShim serves the binary when it runs under the name podman.
@@ -25,6 +28,9 @@ func runShim(args, env []string, stdin io.Reader, stdout, stderr io.Writer) int 
 			return 125
 		}
 		return passThrough(args, env, stderr)
+	}
+	if startCommands[inv.Canonical] {
+		return passThrough(withHooksForStart(args, inv, getenv, stderr), env, stderr)
 	}
 	if inv.Canonical != "run" && inv.Canonical != "create" {
 		return passThrough(args, env, stderr)
@@ -46,6 +52,41 @@ func runShim(args, env []string, stdin io.Reader, stdout, stderr io.Writer) int 
 		return 125
 	}
 	return passThrough(append(args[:1:1], newArgs...), env, stderr)
+}
+
+// startCommands initialise containers: podman reads hook dirs when a container starts, not
+// when it is created, so these need terok-shield's hooks dir as much as run does.
+var startCommands = map[string]bool{
+	"start": true, "restart": true, "init": true, "pod start": true, "pod restart": true, "kube play": true,
+}
+
+// withHooksForStart adds terok-shield's hooks dir (and podman's configured ones) to a command
+// that starts containers, once terok-shield has shielded anything for this user. The hook only
+// fires for containers carrying the shield annotation, so other containers are unaffected; and
+// a shielded container started without the hook is stopped by its gate in any case.
+func withHooksForStart(args []string, inv *argparse.Invocation, getenv func(string) string, stderr io.Writer) []string {
+	lookup := func(k string) (string, bool) { return os.LookupEnv(k) }
+	if inv.Remote || argparse.RemoteFromEnv(lookup) {
+		return args
+	}
+	root, err := state.DefaultRoot(getenv)
+	if err != nil {
+		return args
+	}
+	ours := filepath.Join(root, "hooks.d")
+	if _, err := os.Stat(filepath.Join(ours, "terok-shield-createRuntime.json")); err != nil {
+		return args
+	}
+	dirs, err := hooksDirs(ours, getenv)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return args
+	}
+	var extra []string
+	for _, d := range dirs {
+		extra = append(extra, "--hooks-dir", d)
+	}
+	return append(args[:1:1], inv.Rewrite(0, extra)...)
 }
 
 func hasShimFlag(args []string) bool {
