@@ -79,21 +79,19 @@ type elemChunk struct {
 	elems []nftables.SetElement
 }
 
-// chunk splits each set's elements into transactions of at most budget
-// bytes. Interval start/end pairs are never split.
+// msgBudget bounds the element bytes of one netlink message: the element
+// list is a single nested attribute, whose length field is 16 bits.
+const msgBudget = 60_000
+
+// chunk splits each set's elements into messages of at most msgBudget bytes
+// and groups them into transactions of at most budget bytes. Interval
+// start/end pairs are never split.
 func chunk(sets []*nftables.Set, elems [][]nftables.SetElement, budget int) [][]elemChunk {
 	var txs [][]elemChunk
 	var cur []elemChunk
 	used := 0
-	flush := func() {
-		if len(cur) > 0 {
-			txs = append(txs, cur)
-		}
-		cur, used = nil, 0
-	}
 	for i, es := range elems {
-		start := 0
-		for start < len(es) {
+		for start := 0; start < len(es); {
 			end, size := start, 0
 			for end < len(es) {
 				step := 1
@@ -104,22 +102,25 @@ func chunk(sets []*nftables.Set, elems [][]nftables.SetElement, budget int) [][]
 				for _, e := range es[end : end+step] {
 					sz += elemSize(e)
 				}
-				if used+size+sz > budget && (size > 0 || used > 0) {
+				if size > 0 && (size+sz > msgBudget || used+size+sz > budget) {
 					break
 				}
 				size += sz
 				end += step
 			}
-			if end == start { // transaction full
-				flush()
-				continue
+			if used > 0 && used+size > budget {
+				txs = append(txs, cur)
+				cur, used = nil, 0
+				continue // recompute this message against an empty transaction
 			}
 			cur = append(cur, elemChunk{set: sets[i], elems: es[start:end]})
 			used += size
 			start = end
 		}
 	}
-	flush()
+	if len(cur) > 0 {
+		txs = append(txs, cur)
+	}
 	return txs
 }
 
@@ -141,8 +142,16 @@ func Apply(ctx context.Context, t Target, r *Ruleset) error {
 func apply(ctx context.Context, s *session, r *Ruleset) error {
 	c := s.c
 	tbl := table()
-	c.AddTable(tbl) // create if absent so the delete cannot fail
-	c.DelTable(tbl)
+	// Delete only an existing table: a delete in the batch makes the kernel
+	// defer freeing behind an RCU grace period, which closing the socket
+	// then waits for (several ms); a fresh namespace needs no delete.
+	tables, err := c.ListTablesOfFamily(nftables.TableFamilyINet)
+	if err != nil {
+		return fmt.Errorf("apply table: list tables: %w", err)
+	}
+	if slices.ContainsFunc(tables, func(t *nftables.Table) bool { return t.Name == TableName }) {
+		c.DelTable(tbl)
+	}
 	c.AddTable(tbl)
 	sets := make([]*nftables.Set, len(r.sets))
 	elems := make([][]nftables.SetElement, len(r.sets))

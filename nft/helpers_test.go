@@ -40,6 +40,17 @@ func requirePrivileged(t testing.TB) {
 func newNetNS(t testing.TB) Target {
 	t.Helper()
 	requirePrivileged(t)
+	target, release, err := openNetNS()
+	if err != nil {
+		t.Fatalf("unshare netns: %v", err)
+	}
+	t.Cleanup(release)
+	return target
+}
+
+// openNetNS creates a network namespace kept alive by a locked thread until
+// release is called; the thread then exits and takes the namespace with it.
+func openNetNS() (target Target, release func(), err error) {
 	type result struct {
 		path string
 		err  error
@@ -57,10 +68,9 @@ func newNetNS(t testing.TB) Target {
 	}()
 	r := <-ready
 	if r.err != nil {
-		t.Fatalf("unshare netns: %v", r.err)
+		return Target{}, nil, r.err
 	}
-	t.Cleanup(func() { close(done) })
-	return Target{NetNSPath: r.path}
+	return Target{NetNSPath: r.path}, func() { close(done) }, nil
 }
 
 // nftIn runs the nft binary inside target's namespace (test cross-checks only).

@@ -1,0 +1,171 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package nft
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// originalRuleset renders the ruleset the original Python tool generated
+// (original-tool.md §3.2/§3.4): interval allow sets, rules, then one
+// `add element` line carrying every allowed address.
+func originalRuleset(allow []netip.Prefix) string {
+	var b strings.Builder
+	b.WriteString(`table inet terok_shield {
+	set allow_v4 { type ipv4_addr; flags interval; }
+	set allow_v6 { type ipv6_addr; flags interval; }
+	set deny_v4 { type ipv4_addr; flags interval; }
+	set deny_v6 { type ipv6_addr; flags interval; }
+	chain output {
+		type filter hook output priority filter; policy drop;
+		oifname "lo" accept
+		ct state established,related accept
+		udp dport 53 ip daddr 169.254.1.1 accept
+		tcp dport 53 ip daddr 169.254.1.1 accept
+		ip daddr @allow_v4 log group 100 prefix "TEROK_SHIELD_ALLOWED: " counter accept
+		ip6 daddr @allow_v6 log group 100 prefix "TEROK_SHIELD_ALLOWED: " counter accept
+		ip daddr @deny_v4 log group 100 prefix "TEROK_SHIELD_DENIED: " counter reject with icmpx admin-prohibited
+		ip6 daddr @deny_v6 log group 100 prefix "TEROK_SHIELD_DENIED: " counter reject with icmpx admin-prohibited
+		ip daddr 10.0.0.0/8 log group 100 prefix "TEROK_SHIELD_PRIVATE: " reject with icmpx admin-prohibited
+		ip daddr 172.16.0.0/12 log group 100 prefix "TEROK_SHIELD_PRIVATE: " reject with icmpx admin-prohibited
+		ip daddr 192.168.0.0/16 log group 100 prefix "TEROK_SHIELD_PRIVATE: " reject with icmpx admin-prohibited
+		ip daddr 169.254.0.0/16 log group 100 prefix "TEROK_SHIELD_PRIVATE: " reject with icmpx admin-prohibited
+		ip6 daddr fc00::/7 log group 100 prefix "TEROK_SHIELD_PRIVATE: " reject with icmpx admin-prohibited
+		ip6 daddr fe80::/10 log group 100 prefix "TEROK_SHIELD_PRIVATE: " reject with icmpx admin-prohibited
+		log group 100 prefix "TEROK_SHIELD_BLOCKED: " counter reject with icmpx admin-prohibited
+	}
+	chain input {
+		type filter hook input priority filter; policy drop;
+		iifname "lo" accept
+		ct state established,related accept
+		drop
+	}
+}
+`)
+	for _, fam := range []bool{false, true} {
+		var elems []string
+		for _, p := range allow {
+			if p.Addr().Is6() == fam {
+				elems = append(elems, p.Addr().String())
+			}
+		}
+		if len(elems) > 0 {
+			fmt.Fprintf(&b, "add element inet terok_shield %s { %s }\n", pick(fam, "allow_v4", "allow_v6"), strings.Join(elems, ", "))
+		}
+	}
+	return b.String()
+}
+
+func benchSizes() []int { return []int{0, 1_000, 10_000, 100_000} }
+
+// BenchmarkApply measures a full table load into a fresh namespace (the
+// namespace is created outside the timer): ours over netlink versus the
+// original's `nsenter --net=PATH nft -f FILE`.
+func BenchmarkApply(b *testing.B) {
+	requirePrivileged(b)
+	ctx := context.Background()
+	for _, n := range benchSizes() {
+		p := bulkPolicy(n)
+		p.Allow = p.Allow[len(p.Allow)-n:] // exactly n allow entries
+		r := mustBuild(b, p)
+		b.Run(fmt.Sprintf("ours/%d", n), func(b *testing.B) {
+			for b.Loop() {
+				b.StopTimer()
+				target, release, err := openNetNS()
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.StartTimer()
+				if err := Apply(ctx, target, r); err != nil {
+					b.Fatalf("Apply: %v", err)
+				}
+				b.StopTimer()
+				release()
+				b.StartTimer()
+			}
+		})
+		file := filepath.Join(b.TempDir(), "ruleset.nft")
+		if err := os.WriteFile(file, []byte(originalRuleset(p.Allow)), 0o600); err != nil {
+			b.Fatal(err)
+		}
+		b.Run(fmt.Sprintf("nft/%d", n), func(b *testing.B) {
+			for b.Loop() {
+				b.StopTimer()
+				target, release, err := openNetNS()
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.StartTimer()
+				if out, err := exec.Command("nsenter", "--net="+target.NetNSPath, "nft", "-f", file).CombinedOutput(); err != nil {
+					b.Fatalf("nft -f: %v\n%s", err, out)
+				}
+				b.StopTimer()
+				release()
+				b.StartTimer()
+			}
+		})
+	}
+}
+
+func benchAddr(i int) netip.Addr {
+	var a [4]byte
+	binary.BigEndian.PutUint32(a[:], 0xc6120000+uint32(i%65536)) // 198.18.0.0/16
+	return netip.AddrFrom4(a)
+}
+
+// BenchmarkElement100k measures adding and removing one element in a set
+// that already holds 100k entries: ours (hash set, netlink) versus the
+// original (`nft add/delete element` into its interval set).
+func BenchmarkElement100k(b *testing.B) {
+	requirePrivileged(b)
+	ctx := context.Background()
+	const n = 100_000
+	p := bulkPolicy(n)
+	ours := newNetNS(b)
+	if err := Apply(ctx, ours, mustBuild(b, p)); err != nil {
+		b.Fatalf("Apply: %v", err)
+	}
+	orig := newNetNS(b)
+	file := filepath.Join(b.TempDir(), "ruleset.nft")
+	if err := os.WriteFile(file, []byte(originalRuleset(p.Allow)), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	nftIn(b, orig, "", "-f", file)
+	for _, op := range []string{"add", "delete"} {
+		b.Run("ours/"+op, func(b *testing.B) {
+			i := 0
+			for b.Loop() {
+				a := netip.PrefixFrom(benchAddr(i), 32)
+				i++
+				var err error
+				if op == "add" {
+					err = AddElements(ctx, ours, KindAllow, []netip.Prefix{a})
+				} else {
+					err = DeleteElements(ctx, ours, KindAllow, []netip.Prefix{a})
+				}
+				if err != nil {
+					b.Fatalf("%s element: %v", op, err)
+				}
+			}
+		})
+		b.Run("nft/"+op, func(b *testing.B) {
+			i := 0
+			for b.Loop() {
+				a := benchAddr(i)
+				i++
+				out, err := exec.Command("nsenter", "--net="+orig.NetNSPath, "nft", op, "element", "inet", TableName, "allow_v4", "{ "+a.String()+" }").CombinedOutput()
+				if err != nil {
+					b.Fatalf("nft %s element: %v\n%s", op, err, out)
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,175 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package nft
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"io"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// bulkPolicy returns an enforce policy with n single-address allow entries
+// (in 100.0.0.0/8 and 2001:db8::/32) plus a few CIDRs and denies.
+func bulkPolicy(n int) Policy {
+	p := samplePolicy(ModeUp)
+	for i := range n {
+		if i%4 == 3 {
+			var b [16]byte
+			b[0], b[1], b[2], b[3] = 0x20, 0x01, 0x0d, 0xb8
+			binary.BigEndian.PutUint32(b[12:], uint32(i))
+			p.Allow = append(p.Allow, netip.PrefixFrom(netip.AddrFrom16(b), 128))
+			continue
+		}
+		var b [4]byte
+		binary.BigEndian.PutUint32(b[:], 0x64000000+uint32(i))
+		p.Allow = append(p.Allow, netip.PrefixFrom(netip.AddrFrom4(b), 32))
+	}
+	return p
+}
+
+// bulkResult is what the child reports back.
+type bulkResult struct {
+	Elements   int
+	ApplyNanos int64
+	Err        string
+}
+
+const bulkChildEnv = "TEROK_NFT_BULK_CHILD"
+
+// TestBulkApply loads 100k allow entries into a fresh namespace, once as
+// root and once from an unprivileged user namespace (uid 0 inside mapped to
+// nobody outside, like the rootless podman hook), where the socket buffer
+// forces the load to be split into several transactions.
+func TestBulkApply(t *testing.T) {
+	if os.Getenv(bulkChildEnv) == "1" {
+		runBulkChild(t)
+		return
+	}
+	const n = 100_000
+	t.Run("root", func(t *testing.T) {
+		target := newNetNS(t)
+		r := mustBuild(t, bulkPolicy(n))
+		start := time.Now()
+		if err := Apply(context.Background(), target, r); err != nil {
+			t.Fatalf("Apply %d entries: %v", n, err)
+		}
+		t.Logf("Apply %d entries as root: %s", n, time.Since(start))
+		if err := Verify(context.Background(), target, r); err != nil {
+			t.Fatalf("Verify: %v", err)
+		}
+	})
+	t.Run("userns", func(t *testing.T) {
+		requirePrivileged(t)
+		res := runInUserNS(t, "^TestBulkApply$")
+		if res.Err != "" {
+			t.Fatalf("child in user namespace: %s", res.Err)
+		}
+		t.Logf("Apply %d entries in unprivileged userns: %s", res.Elements, time.Duration(res.ApplyNanos))
+		if res.Elements != n {
+			t.Errorf("child applied %d entries, want %d", res.Elements, n)
+		}
+	})
+}
+
+func runBulkChild(t *testing.T) {
+	res := bulkResult{Elements: 100_000}
+	r, err := Build(bulkPolicy(res.Elements))
+	if err == nil {
+		ctx := context.Background()
+		start := time.Now()
+		err = Apply(ctx, Target{}, r)
+		res.ApplyNanos = int64(time.Since(start))
+		if err == nil {
+			err = Verify(ctx, Target{}, r)
+		}
+	}
+	if err != nil {
+		res.Err = err.Error()
+	}
+	if err := json.NewEncoder(os.Stdout).Encode(res); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// runInUserNS re-executes the test binary in new user and network
+// namespaces as nobody and decodes the JSON line the child prints.
+func runInUserNS(t *testing.T, run string) bulkResult {
+	t.Helper()
+	// The go test binary lives in a 0700 directory; nobody needs a copy.
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatalf("os.Executable: %v", err)
+	}
+	dir := t.TempDir()
+	for d := dir; d != "/" && d != os.TempDir(); d = filepath.Dir(d) {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatalf("chmod %s: %v", d, err)
+		}
+	}
+	bin := filepath.Join(dir, "nft.test")
+	copyFile(t, self, bin)
+	cmd := exec.Command(bin, "-test.run="+run, "-test.count=1")
+	cmd.Env = append(os.Environ(), bulkChildEnv+"=1")
+	cmd.Stderr = os.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Cloneflags:  syscall.CLONE_NEWUSER | syscall.CLONE_NEWNET,
+		UidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: 65534, Size: 1}},
+		GidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: 65534, Size: 1}},
+		Credential:  &syscall.Credential{Uid: 0, Gid: 0}, // root inside, nobody outside
+	}
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("child %s: %v\n%s", bin, err, out)
+	}
+	var res bulkResult
+	for _, line := range splitLines(out) {
+		if json.Unmarshal(line, &res) == nil && res.Elements > 0 {
+			return res
+		}
+	}
+	t.Fatalf("child printed no result:\n%s", out)
+	return res
+}
+
+func splitLines(b []byte) [][]byte {
+	var out [][]byte
+	for len(b) > 0 {
+		i := 0
+		for i < len(b) && b[i] != '\n' {
+			i++
+		}
+		out = append(out, b[:i])
+		if i < len(b) {
+			i++
+		}
+		b = b[i:]
+	}
+	return out
+}
+
+func copyFile(t *testing.T, from, to string) {
+	t.Helper()
+	src, err := os.Open(from)
+	if err != nil {
+		t.Fatalf("open %s: %v", from, err)
+	}
+	defer src.Close()
+	dst, err := os.OpenFile(to, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o755)
+	if err != nil {
+		t.Fatalf("create %s: %v", to, err)
+	}
+	if _, err := io.Copy(dst, src); err != nil {
+		t.Fatalf("copy to %s: %v", to, err)
+	}
+	if err := dst.Close(); err != nil {
+		t.Fatalf("close %s: %v", to, err)
+	}
+}
