@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -46,6 +47,14 @@ func setup(t *testing.T) *testnet.Net {
 // canary only when asked to.
 func TestSmokeUnshielded(t *testing.T) {
 	n := setup(t)
+	// wan rejects port 9999 of web4 with ICMP admin-prohibited: probes must see type 3 code 13.
+	rules := "table inet smoke {\n chain input {\n  type filter hook input priority 0;\n" +
+		"  ip daddr " + testnet.EchoV4 + " meta l4proto { tcp, udp } th dport 9999 reject with icmp type admin-prohibited\n }\n}\n"
+	nft := n.WanCommand(context.Background(), "nft", "-f", "-")
+	nft.Stdin = strings.NewReader(rules)
+	if out, err := nft.CombinedOutput(); err != nil {
+		t.Fatalf("wan nft: %v: %s", err, out)
+	}
 	for _, mode := range []Mode{Rootful, Rootless} {
 		t.Run(mode.String(), func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
@@ -61,25 +70,35 @@ func TestSmokeUnshielded(t *testing.T) {
 			type want struct {
 				result, server string
 				answers        []string
+				icmp           *probe.ICMP
 			}
+			prohibited := &probe.ICMP{Type: 3, Code: 13, From: testnet.EchoV4}
 			cases := []struct {
 				name string
 				args []string
 				want want
 			}{
-				{"tcp4", []string{"tcp", testnet.EchoV4 + ":80"}, want{probe.OK, "web4", nil}},
-				{"udp4", []string{"udp", testnet.EchoV4b + ":80"}, want{probe.OK, "web4b", nil}},
-				{"dns", []string{"dns", "www.test"}, want{probe.OK, "", []string{"A " + testnet.EchoV4}}},
+				{"tcp4", []string{"tcp", testnet.EchoV4 + ":80"}, want{probe.OK, "web4", nil, nil}},
+				// Rootless: slirp4netns's own connect() gets the ICMP error in the host netns
+				// but does not relay it for TCP (the SYN just goes unanswered) ...
+				{"tcp4-prohibited", []string{"tcp", testnet.EchoV4 + ":9999"}, want{probe.ICMPErr, "", nil, prohibited}},
+				// ... while for UDP it relays the ICMP error with its original type and code.
+				{"udp4-prohibited", []string{"udp", testnet.EchoV4 + ":9999"}, want{probe.ICMPErr, "", nil, prohibited}},
+				{"udp4", []string{"udp", testnet.EchoV4b + ":80"}, want{probe.OK, "web4b", nil, nil}},
+				{"dns", []string{"dns", "www.test"}, want{probe.OK, "", []string{"A " + testnet.EchoV4}, nil}},
 				{"dns-tcp-cname", []string{"dns", "alias.test", "--tcp", "--type", "A"},
-					want{probe.OK, "", []string{"A " + testnet.EchoV4, "CNAME alias2.test.", "CNAME alias3.test.", "CNAME www.test."}}},
+					want{probe.OK, "", []string{"A " + testnet.EchoV4, "CNAME alias2.test.", "CNAME alias3.test.", "CNAME www.test."}, nil}},
 			}
 			for _, c := range cases {
+				if c.name == "tcp4-prohibited" && mode == Rootless {
+					c.want = want{result: probe.Timeout}
+				}
 				res, run, err := p.Probe(ctx, DefaultRunArgs(), c.args...)
 				if err != nil {
 					t.Fatalf("%s: %v", c.name, err)
 				}
 				t.Logf("%s: %s in %s", c.name, res.Result, run.Elapsed.Round(time.Millisecond))
-				got := want{result: res.Result, answers: res.Answers}
+				got := want{result: res.Result, answers: res.Answers, icmp: res.ICMP}
 				if res.Reply != "" {
 					echo, err := testnet.ParseEcho(res.Reply)
 					if err != nil {
@@ -128,7 +147,7 @@ func TestSmokeUnshielded(t *testing.T) {
 			t.Logf("IPv6 on the default %s network: %s %s %s", mode, res.Result, res.Errno, res.Error)
 			wantV6 := []string{probe.OK, ""}
 			if mode == Rootful {
-				wantV6 = []string{probe.ICMPErr, "ENETUNREACH"}
+				wantV6 = []string{probe.Error, "ENETUNREACH"}
 			}
 			if d := cmp.Diff(wantV6, []string{res.Result, res.Errno}); d != "" {
 				t.Errorf("IPv6 tcp on default network (-want +got):\n%s", d)

@@ -7,7 +7,8 @@
 // The binary (./internal/probe/cmd/probe) is built static with CGO off and imported into a
 // minimal image by the e2e harness. Results distinguish how an attempt failed: "refused" (TCP
 // reset, or EPERM/EACCES from the local kernel), "icmp" (an ICMP error arrived; its type and code
-// come from IP_RECVERR), "timeout" and "error".
+// come from IP_RECVERR), "timeout" and "error" (anything else, e.g. ENETUNREACH without any
+// ICMP message: no local route). The errno is always reported.
 package probe
 
 import (
@@ -221,8 +222,6 @@ func classify(err error) (string, string) {
 			return Refused, errnoName(e)
 		case unix.ETIMEDOUT, unix.EAGAIN:
 			return Timeout, errnoName(e)
-		case unix.EHOSTUNREACH, unix.ENETUNREACH, unix.EPROTO, unix.EHOSTDOWN, unix.ENONET:
-			return ICMPErr, errnoName(e)
 		}
 		return Error, errnoName(e)
 	}

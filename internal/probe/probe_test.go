@@ -163,7 +163,7 @@ func TestClassify(t *testing.T) {
 		{nil, OK, ""},
 		{unix.ECONNREFUSED, Refused, "ECONNREFUSED"},
 		{fmt.Errorf("wrapped: %w", unix.EPERM), Refused, "EPERM"},
-		{unix.EHOSTUNREACH, ICMPErr, "EHOSTUNREACH"},
+		{unix.EHOSTUNREACH, Error, "EHOSTUNREACH"},
 		{unix.ETIMEDOUT, Timeout, "ETIMEDOUT"},
 		{unix.EINVAL, Error, "EINVAL"},
 		{fmt.Errorf("plain"), Error, ""},

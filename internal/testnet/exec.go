@@ -90,3 +90,12 @@ func (n *Net) DialHost(ctx context.Context, network, addr string) (net.Conn, err
 	})
 	return c, err
 }
+
+// WanCommand returns a command that runs argv as root inside the wan namespace (for example
+// nft, to make wan reject or drop chosen traffic).
+func (n *Net) WanCommand(ctx context.Context, argv ...string) *exec.Cmd {
+	args := append([]string{"--net=" + n.WanPath(), "--"}, argv...)
+	cmd := exec.CommandContext(ctx, "nsenter", args...)
+	cmd.Env = append(os.Environ(), "PATH="+defaultPath)
+	return cmd
+}
