@@ -249,11 +249,27 @@ func Render(c Config) ([]byte, error) {
 	add("conntrack")
 	add("connmark-allowlist-enable")
 
+	// One connmark-allowlist line per chunk of names. dnsmasq refuses two
+	// lines with the same mark and mask, so line i carries its own mask:
+	// all ones with some of the bits that are zero in the mark cleared.
+	// Every mask keeps the mark's bits, so each line still matches queries
+	// carrying exactly the mark.
 	mark := strconv.FormatUint(uint64(c.Mark), 10) // dnsmasq rejects hex marks
 	if len(c.Names) == 0 {
 		add("connmark-allowlist=%s", mark) // marked queries: all refused
 	}
-	lines = append(lines, pack("connmark-allowlist="+mark+",", c.Names, "")...)
+	allow := chunk(c.Names, MaxLine-len("connmark-allowlist=4294967295/4294967295,"))
+	for i, names := range allow {
+		m, err := allowlistMask(c.Mark, i)
+		if err != nil {
+			return nil, fmt.Errorf("dnsmasq config: %d names: %w", len(c.Names), err)
+		}
+		suffix := ""
+		if m != ^uint32(0) {
+			suffix = "/" + strconv.FormatUint(uint64(m), 10)
+		}
+		add("connmark-allowlist=%s%s,%s", mark, suffix, strings.Join(names, "/"))
+	}
 
 	// Forwarding and set population match a domain and everything below it;
 	// the allowlist above is what makes the match exact.
@@ -264,10 +280,15 @@ func Render(c Config) ([]byte, error) {
 	slices.Sort(domains)
 	domains = slices.Compact(domains)
 	for _, u := range c.Upstreams {
-		lines = append(lines, pack("server=/", domains, "/"+u.String())...)
+		tail := "/" + u.String()
+		for _, group := range chunk(domains, MaxLine-len("server=/")-len(tail)) {
+			add("server=/%s%s", strings.Join(group, "/"), tail)
+		}
 	}
 	sets := fmt.Sprintf("/4#inet#%s#%s,6#inet#%s#%s", c.Table, c.Set4, c.Table, c.Set6)
-	lines = append(lines, pack("nftset=/", domains, sets)...)
+	for _, group := range chunk(domains, MaxLine-len("nftset=/")-len(sets)) {
+		add("nftset=/%s%s", strings.Join(group, "/"), sets)
+	}
 
 	if c.LogFile != "" {
 		add("log-queries")
@@ -285,16 +306,16 @@ func Render(c Config) ([]byte, error) {
 	return b.Bytes(), nil
 }
 
-// pack joins items with "/" into lines of the form prefix+items+suffix, each
-// at most MaxLine bytes. Every item fits: names are at most 253 bytes.
-func pack(prefix string, items []string, suffix string) []string {
-	var lines []string
+// chunk splits items into groups whose "/"-joined length is at most budget.
+// Every item fits alone: names are at most 253 bytes and budget is larger.
+func chunk(items []string, budget int) [][]string {
+	var groups [][]string
 	var cur []string
-	size := len(prefix) + len(suffix)
+	size := 0
 	for _, it := range items {
-		if len(cur) > 0 && size+1+len(it) > MaxLine {
-			lines = append(lines, prefix+strings.Join(cur, "/")+suffix)
-			cur, size = nil, len(prefix)+len(suffix)
+		if len(cur) > 0 && size+1+len(it) > budget {
+			groups = append(groups, cur)
+			cur, size = nil, 0
 		}
 		if len(cur) > 0 {
 			size++
@@ -303,7 +324,28 @@ func pack(prefix string, items []string, suffix string) []string {
 		size += len(it)
 	}
 	if len(cur) > 0 {
-		lines = append(lines, prefix+strings.Join(cur, "/")+suffix)
+		groups = append(groups, cur)
 	}
-	return lines
+	return groups
+}
+
+// allowlistMask returns the mask of the i-th connmark-allowlist line for
+// mark: all ones for i = 0, otherwise all ones with the zero bits of mark
+// selected by the binary digits of i cleared.
+func allowlistMask(mark uint32, i int) (uint32, error) {
+	mask := ^uint32(0)
+	free := 0 // index among the zero bits of mark
+	for bit := range 32 {
+		if mark&(1<<bit) != 0 {
+			continue
+		}
+		if i>>free&1 == 1 {
+			mask &^= 1 << bit
+		}
+		free++
+	}
+	if i>>free != 0 {
+		return 0, fmt.Errorf("more allowlist lines (%d) than mark %#x has distinct masks (%d)", i+1, mark, 1<<free)
+	}
+	return mask, nil
 }

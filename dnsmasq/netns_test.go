@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -75,6 +76,7 @@ var zone = map[string][]string{
 	"rebind.test.":       {"A 10.0.0.5"},
 	"alias.test.":        {"CNAME target.other.test."},
 	"target.other.test.": {"A 198.18.0.15"},
+	"zz.test.":           {"A 198.18.0.17"},
 }
 
 func (u *upstream) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
@@ -515,4 +517,147 @@ func alive(pid int) bool {
 	}
 	_, rest, _ := strings.Cut(string(b), ") ")
 	return rest != "" && rest[0] != 'Z' && rest[0] != 'X'
+}
+
+func TestRestartAppliesNewNames(t *testing.T) {
+	tp := newTopology(t)
+	c := baseConfig(tp)
+	in, oldPID := tp.start(t, "main", c)
+	if r, err := tp.query(lo4, "udp", "late.test", dns.TypeA); err != nil || r.Rcode != dns.RcodeRefused {
+		t.Fatalf("late.test before restart: %v, %v; want REFUSED", r, err)
+	}
+
+	// Probe continuously from the workload over one connected socket.
+	var conn *dns.Conn
+	if err := tp.ctr.Do(func() error {
+		var err error
+		conn, err = dns.Dial("udp", "127.0.0.1:53")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	type sample struct {
+		at time.Time
+		ok bool
+	}
+	var samples []sample
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			m := new(dns.Msg)
+			m.SetQuestion("allowed.test.", dns.TypeA)
+			_ = conn.SetDeadline(time.Now().Add(50 * time.Millisecond))
+			err := conn.WriteMsg(m)
+			var r *dns.Msg
+			if err == nil {
+				r, err = conn.ReadMsg()
+			}
+			samples = append(samples, sample{time.Now(), err == nil && r.Rcode == dns.RcodeSuccess})
+			if err != nil {
+				time.Sleep(2 * time.Millisecond) // ECONNREFUSED returns at once
+			}
+		}
+	}()
+
+	time.Sleep(100 * time.Millisecond)
+	c.Names = append(c.Names, "late.test")
+	tp.write(t, "main", c)
+	began := time.Now()
+	newPID, err := Restart(context.Background(), tp.ctr.Path, in)
+	took := time.Since(began)
+	time.Sleep(300 * time.Millisecond)
+	close(stop)
+	<-done
+	if err != nil {
+		t.Fatalf("Restart: %v", err)
+	}
+	if newPID == oldPID || alive(oldPID) {
+		t.Errorf("Restart: new pid %d, old pid %d alive: %v", newPID, oldPID, alive(oldPID))
+	}
+
+	// The gap is the longest stretch between two successful answers.
+	var gap time.Duration
+	failures := 0
+	last := time.Time{}
+	for _, s := range samples {
+		if !s.ok {
+			failures++
+			continue
+		}
+		if !last.IsZero() && s.at.Sub(last) > gap {
+			gap = s.at.Sub(last)
+		}
+		last = s.at
+	}
+	t.Logf("Restart took %v; longest time without an answer %v (%d failed of %d probes)", took, gap, failures, len(samples))
+	if gap > 500*time.Millisecond {
+		t.Errorf("resolver unavailable for %v during Restart, want < 500ms", gap)
+	}
+	if failures == len(samples) {
+		t.Fatalf("no probe succeeded")
+	}
+
+	r, err := tp.query(lo4, "udp", "late.test", dns.TypeA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rcode, data := answers(r); rcode != "NOERROR" || fmt.Sprint(data) != "[198.18.0.16]" {
+		t.Errorf("late.test after restart: %s %v", rcode, data)
+	}
+	if elems := tp.setElems(t, "learned_v4"); !slices.Contains(elems, "198.18.0.16") {
+		t.Errorf("late.test's address not learned: %v", elems)
+	}
+}
+
+func TestRestartKeepsRunningOnBadConfig(t *testing.T) {
+	tp := newTopology(t)
+	in, pid := tp.start(t, "main", baseConfig(tp))
+	if err := os.WriteFile(in.ConfFile, []byte("no-such-option\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Restart(context.Background(), tp.ctr.Path, in); err == nil || !strings.Contains(err.Error(), "bad option") {
+		t.Errorf("Restart with a bad config: %v, want dnsmasq's complaint", err)
+	}
+	if !alive(pid) {
+		t.Errorf("running instance was stopped for a bad config")
+	}
+}
+
+// TestAllowlistAcrossLines checks that names on every connmark-allowlist
+// line (each with its own mask) are allowed, and others still refused.
+func TestAllowlistAcrossLines(t *testing.T) {
+	tp := newTopology(t)
+	c := baseConfig(tp)
+	c.Names = append(manyNames(150), "allowed.test", "zz.test")
+	in, _ := tp.start(t, "main", c)
+	conf, err := os.ReadFile(in.ConfFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(string(conf), "connmark-allowlist="); n < 3 {
+		t.Fatalf("want at least 3 allowlist lines, got %d", n)
+	}
+	for _, tc := range []struct{ qname, rcode string }{
+		{"allowed.test", "NOERROR"},           // first line
+		{"host-0075.example.org", "NXDOMAIN"}, // a middle line: forwarded, unknown upstream
+		{"zz.test", "NOERROR"},                // last line
+		{"denied.test", "REFUSED"},
+		{"host-0151.example.org", "REFUSED"},
+	} {
+		r, err := tp.query(lo4, "udp", tc.qname, dns.TypeA)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.qname, err)
+		}
+		if got := dns.RcodeToString[r.Rcode]; got != tc.rcode {
+			t.Errorf("%s: %s, want %s", tc.qname, got, tc.rcode)
+		}
+	}
 }
