@@ -160,9 +160,10 @@ func newTopology(t *testing.T) *topology {
 		meta mark != %#x tcp dport 53 ip daddr %s drop
 	}
 }`, testMark, testMark, testMark, upstreamAddr, testMark, upstreamAddr))
-	// The daemon switches to "nobody": keep its directory reachable.
+	// A private state directory, as in production: dnsmasq writes its pid
+	// file and opens its log before it switches to "nobody".
 	dir := t.TempDir()
-	if err := os.Chmod(dir, 0o755); err != nil {
+	if err := os.Chmod(dir, 0o700); err != nil {
 		t.Fatal(err)
 	}
 	return &topology{ctr: ctr, up: up, dns: u, bin: bin, dir: dir}
