@@ -47,6 +47,11 @@
 //     output path (UDP and ping; a dropped TCP SYN is a "timeout").
 //   - "error": anything else; Err says what.
 //
+// [ProbeOptions] sets a shorter timeout (for expected drops), an SO_MARK, or
+// the payload. [NS.DialTCP] opens a long-lived connection with IP_RECVERR set,
+// so an ICMP error on the established flow fails its next read at once.
+// [Diff] compares outcomes (ignoring Err, and From unless wanted).
+//
 // An nftables `reject with icmpx admin-prohibited` is ICMPv4 type 3 code 13
 // and ICMPv6 type 1 code 1 ([AdminProhibited]).
 //
