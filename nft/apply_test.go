@@ -142,8 +142,8 @@ func TestInspectCountersAndSets(t *testing.T) {
 	if diff := cmp.Diff([]string{"10.1.0.0/16", "198.51.100.0/24"}, allowNet4); diff != "" {
 		t.Errorf("allow_net_v4 elements (-want +got):\n%s", diff)
 	}
-	// Counters: deny x2, dns guard x4, allow x4, learned x2, terminal.
-	if got, want := len(st.Counters), 13; got != want {
+	// Counters: output deny x2, dns guard x4, allow x4, learned x2, terminal; input deny x2.
+	if got, want := len(st.Counters), 15; got != want {
 		t.Errorf("Inspect counters = %d, want %d: %+v", got, want, st.Counters)
 	}
 }

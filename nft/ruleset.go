@@ -103,7 +103,7 @@ func Build(p Policy) (*Ruleset, error) {
 	}
 	r.chains = []chainSpec{
 		{name: "output", hook: nftables.ChainHookOutput, policy: outputPolicy(n.Mode), rules: outputRules(n)},
-		{name: "input", hook: nftables.ChainHookInput, policy: nftables.ChainPolicyDrop, rules: inputRules()},
+		{name: "input", hook: nftables.ChainHookInput, policy: nftables.ChainPolicyDrop, rules: inputRules(n)},
 	}
 	return r, nil
 }
@@ -189,15 +189,23 @@ func outputRules(n *normalized) []rule {
 	return rs
 }
 
-func inputRules() []rule {
-	return []rule{
-		mk(iifname("lo"), verdict(expr.VerdictAccept)),
+func inputRules(n *normalized) []rule {
+	rs := []rule{mk(iifname("lo"), verdict(expr.VerdictAccept))}
+	if n.Mode != ModeBlock {
+		// Deny wins at once in both directions: packets from a denied
+		// address on a flow opened before the deny are dropped too.
+		rs = append(rs,
+			mk(saddrSet(false, SetDenyV4), logTo(PrefixDenied, n.LogGroup), counter(), verdict(expr.VerdictDrop)),
+			mk(saddrSet(true, SetDenyV6), logTo(PrefixDenied, n.LogGroup), counter(), verdict(expr.VerdictDrop)),
+		)
+	}
+	return append(rs,
 		mk(ctState(expr.CtStateBitESTABLISHED|expr.CtStateBitRELATED), verdict(expr.VerdictAccept)),
 		mk(icmpv6Type(icmpv6NeighborSolicit), verdict(expr.VerdictAccept)),
 		mk(icmpv6Type(icmpv6NeighborAdvert), verdict(expr.VerdictAccept)),
 		mk(icmpv6Type(icmpv6RouterAdvert), verdict(expr.VerdictAccept)),
 		mk(verdict(expr.VerdictDrop)),
-	}
+	)
 }
 
 // String renders the table as `nft -f` input. The output is deterministic.
@@ -410,16 +418,26 @@ func daddr(p netip.Prefix) part {
 	return part{fmt.Sprintf("%s daddr %s", ipKeyword(v6), text), ex}
 }
 
-func daddrSet(v6 bool, set string) part {
+func daddrSet(v6 bool, set string) part { return addrSet(v6, false, set) }
+
+func saddrSet(v6 bool, set string) part { return addrSet(v6, true, set) }
+
+// addrSet matches the destination (or source) address against a named set.
+func addrSet(v6, src bool, set string) part {
 	off, n := uint32(16), uint32(4)
 	if v6 {
 		off, n = 24, 16
+	}
+	dir := "daddr"
+	if src {
+		off -= n
+		dir = "saddr"
 	}
 	ex := append(nfproto(v6),
 		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: off, Len: n},
 		&expr.Lookup{SourceRegister: 1, SetName: set},
 	)
-	return part{fmt.Sprintf("%s daddr @%s", ipKeyword(v6), set), ex}
+	return part{fmt.Sprintf("%s %s @%s", ipKeyword(v6), dir, set), ex}
 }
 
 func protoName(p byte) string {

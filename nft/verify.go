@@ -380,16 +380,22 @@ func describeDaddr(es []expr.Any) (string, int) {
 	if v6 {
 		width, off = 16, 24
 	}
-	if (c.Data[0] != unix.NFPROTO_IPV4 && !v6) || pl.Offset != off || pl.Len == 0 || pl.Len > width {
+	if c.Data[0] != unix.NFPROTO_IPV4 && !v6 {
 		return "", 0
 	}
 	kw := ipKeyword(v6)
-	if lk, ok := es[3].(*expr.Lookup); ok && pl.Len == width {
-		neg := ""
+	if lk, ok := es[3].(*expr.Lookup); ok && pl.Len == width && (pl.Offset == off || pl.Offset == off-width) {
+		neg, dir := "", "daddr"
 		if lk.Invert {
 			neg = "!= "
 		}
-		return fmt.Sprintf("%s daddr %s@%s", kw, neg, lk.SetName), 4
+		if pl.Offset != off {
+			dir = "saddr"
+		}
+		return fmt.Sprintf("%s %s %s@%s", kw, dir, neg, lk.SetName), 4
+	}
+	if pl.Offset != off || pl.Len == 0 || pl.Len > width {
+		return "", 0
 	}
 	nbits, i := int(pl.Len*8), 3
 	if bw, ok := es[3].(*expr.Bitwise); ok && len(bw.Mask) == int(pl.Len) {
