@@ -88,6 +88,11 @@ func TestSmokeUnshielded(t *testing.T) {
 				{"dns", []string{"dns", "www.test"}, want{probe.OK, "", []string{"A " + testnet.EchoV4}, nil}},
 				{"dns-tcp-cname", []string{"dns", "alias.test", "--tcp", "--type", "A"},
 					want{probe.OK, "", []string{"A " + testnet.EchoV4, "CNAME alias2.test.", "CNAME alias3.test.", "CNAME www.test."}, nil}},
+				{"dot", []string{"dot", "www.test", "--server", testnet.DNSV4}, want{probe.OK, "", []string{"A " + testnet.EchoV4}, nil}},
+				{"doh", []string{"doh", "www.test", "--url", "https://" + testnet.DNSV4 + "/dns-query"}, want{probe.OK, "", []string{"A " + testnet.EchoV4}, nil}},
+				{"tls-sni", []string{"tls", testnet.TLSV4 + ":443", "--sni", "sni.tls.test"}, want{probe.OK, "tls4", nil, nil}},
+				// Unshielded containers already lack CAP_NET_ADMIN.
+				{"nft", []string{"nft"}, want{probe.Refused, "", nil, nil}},
 			}
 			for _, c := range cases {
 				if c.name == "tcp4-prohibited" && mode == Rootless {
