@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/terok-ai/terok-shield/internal/netnstest"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/*.conf golden files")
@@ -86,6 +88,9 @@ func TestRenderGolden(t *testing.T) {
 func TestRenderAcceptedByDnsmasq(t *testing.T) {
 	bin, err := Find()
 	if err != nil {
+		if netnstest.Mandatory() {
+			t.Fatalf("no dnsmasq: %v", err)
+		}
 		t.Skipf("no dnsmasq: %v", err)
 	}
 	files, _ := filepath.Glob("testdata/*.conf")
