@@ -89,9 +89,10 @@
 //
 // Options.Version is a hint ("4.3.1", "v5.2.0", "podman version 5.8.2"). The
 // table of the same major.minor is used; otherwise the oldest newer table
-// (podman only added flags from 4.3 to 5.8 and the kinds never changed
-// between bool and value, so the next table is a superset: a flag that the
-// running podman lacks would be rejected by podman anyway). A hint newer than
+// (between the 4.3, 4.9, 5.0 and 5.8 tables podman only added flags and
+// shorthands, apart from machine rm --save-keys, and no flag changed between
+// bool and value, so the next table is a superset: a flag that the running
+// podman lacks would be rejected by podman anyway). A hint newer than
 // every table, or none, selects the newest table. A flag that changed kind
 // between versions is parsed by the chosen table.
 package argparse

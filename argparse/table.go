@@ -301,3 +301,29 @@ func parseFlagLines(path, body string) (*flagTable, error) {
 	}
 	return t, nil
 }
+
+// FlagType returns pflag's type ("bool", "string", "stringSlice",
+// "stringArray", …) of a flag of the command path ("" for the root, "run",
+// "pod create") in the table chosen by opts.Version; the root's persistent
+// flags are found for every command. It tells, for example, whether podman
+// splits a flag's value on commas (stringSlice) or keeps it (stringArray).
+func FlagType(opts Options, command, name string) (string, error) {
+	v, err := chooseVersion(opts.Version)
+	if err != nil {
+		return "", err
+	}
+	ts, err := v.load()
+	if err != nil {
+		return "", err
+	}
+	sec := ts.byPath[command]
+	if sec == nil {
+		return "", fmt.Errorf("podman %s: %w %q", ts.version, ErrUnknownCommand, command)
+	}
+	p := &parser{ts: ts, remote: opts.Remote}
+	f, _ := (&flagSet{p: p, sec: sec, leaf: true}).long(name)
+	if f == nil {
+		return "", fmt.Errorf("podman %s %s: %w: --%s", ts.version, command, ErrUnknownFlag, name)
+	}
+	return f.typ, nil
+}
