@@ -36,9 +36,11 @@
 //   - A domain name ("GitHub.com."): exactly this name. It is normalised:
 //     lower case, one trailing dot removed, internationalised names
 //     converted to A-labels ("bücher.example" → "xn--bcher-kva.example").
-//   - A wildcard "*.example.com": every name strictly below example.com, at
-//     any depth (a.example.com, a.b.example.com), but NOT example.com
-//     itself; list both lines to allow both. The '*' must be a whole
+//   - A wildcard "*.example.com": every name exactly ONE label below
+//     example.com (a.example.com, not a.b.example.com), and NOT example.com
+//     itself — the rule of TLS wildcard certificates and of dnsmasq's query
+//     patterns, which the resolver enforces. For deeper names list them, or
+//     one wildcard per parent ("*.b.example.com"). The '*' must be a whole
 //     leftmost label; "*.com"-style wildcards over a single label are
 //     rejected as too broad. (The original tool accepted "*.name" but
 //     silently treated it as "name and everything below".) Renderers that

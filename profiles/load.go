@@ -283,24 +283,19 @@ func (s *Set) add(lists ...[]Entry) {
 	s.Prefixes = MergePrefixes(append(prefixes, s.Prefixes...))
 }
 
-// CoveredByWildcard reports whether name is strictly below one of the
-// wildcard bases in wild.
+// CoveredByWildcard reports whether name is exactly one label below one of
+// the wildcard bases in wild ("*.example.com" covers a.example.com, not
+// a.b.example.com and not example.com).
 func CoveredByWildcard(name string, wild map[string]struct{}) bool {
 	if len(wild) == 0 {
 		return false
 	}
-	for i := strings.IndexByte(name, '.'); i >= 0; {
-		parent := name[i+1:]
-		if _, ok := wild[parent]; ok {
-			return true
-		}
-		j := strings.IndexByte(parent, '.')
-		if j < 0 {
-			break
-		}
-		i += j + 1
+	i := strings.IndexByte(name, '.')
+	if i <= 0 {
+		return false
 	}
-	return false
+	_, ok := wild[name[i+1:]]
+	return ok
 }
 
 // Entries returns the set's entries: prefixes, then wildcards, then names.

@@ -126,7 +126,7 @@ func TestLoaderCompose(t *testing.T) {
 	}
 	want := &Set{
 		Profiles:  []string{"base", "dup", "mine"},
-		Domains:   []string{"base.example", "svc.example"},
+		Domains:   []string{"b.b.svc.example", "base.example", "svc.example"},
 		Wildcards: []string{"svc.example"},
 		Prefixes:  []netip.Prefix{netip.MustParsePrefix("10.1.0.0/16"), netip.MustParsePrefix("192.0.2.0/24"), netip.MustParsePrefix("198.51.100.1/32")},
 		Notices:   []Notice{{Entry: pfx("10.1.0.0/16"), Source: filepath.Join(dir, "dup.txt") + ":8", Reason: ReasonPrivate}},
@@ -198,7 +198,7 @@ func TestDefaultUserDir(t *testing.T) {
 
 func TestCoveredByWildcard(t *testing.T) {
 	w := map[string]struct{}{"example.com": {}}
-	for name, want := range map[string]bool{"example.com": false, "a.example.com": true, "a.b.example.com": true, "badexample.com": false, "com": false} {
+	for name, want := range map[string]bool{"example.com": false, "a.example.com": true, "a.b.example.com": false, "badexample.com": false, ".example.com": false, "com": false} {
 		if got := CoveredByWildcard(name, w); got != want {
 			t.Errorf("CoveredByWildcard(%q) = %v, want %v", name, got, want)
 		}
