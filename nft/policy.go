@@ -77,7 +77,6 @@ var privateRanges = []netip.Prefix{
 	netip.MustParsePrefix("172.16.0.0/12"),
 	netip.MustParsePrefix("192.0.0.0/24"),
 	netip.MustParsePrefix("192.168.0.0/16"),
-	netip.MustParsePrefix("198.18.0.0/15"),
 	netip.MustParsePrefix("224.0.0.0/4"),
 	netip.MustParsePrefix("240.0.0.0/4"),
 	netip.MustParsePrefix("::/128"),
@@ -97,7 +96,12 @@ var privateRanges = []netip.Prefix{
 
 // PrivateRanges returns the private and special-purpose ranges that the
 // ruleset rejects (log prefix TEROK_SHIELD_PRIVATE) unless explicitly allowed.
-// Documentation ranges are deliberately not included.
+// Documentation ranges (192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24,
+// 2001:db8::/32) and the benchmarking ranges 198.18.0.0/15 and 2001:2::/48
+// are deliberately not included: they are not host- or site-internal, and the
+// test networks use them as public stand-ins (dnsmasq's rebind protection
+// drops answers in the documentation ranges, so DNS-learned test
+// destinations live in the benchmarking ranges).
 func PrivateRanges() []netip.Prefix { return slices.Clone(privateRanges) }
 
 // IsPrivate reports whether a lies in one of PrivateRanges. IPv4-mapped IPv6

@@ -9,9 +9,10 @@ import (
 
 // privateRanges lists private and special-purpose ranges. The nft package
 // rejects traffic to the same list unless explicitly allowed. The
-// documentation ranges are deliberately absent. It is built from literals
+// documentation ranges and the benchmarking range 198.18.0.0/15 are
+// deliberately absent (see nft.PrivateRanges). It is built from literals
 // (no parsing) because it is consulted for every prefix of a profile.
-func privateRanges() [24]netip.Prefix {
+func privateRanges() [23]netip.Prefix {
 	v4 := func(a, b, c, d byte, bits int) netip.Prefix {
 		return netip.PrefixFrom(netip.AddrFrom4([4]byte{a, b, c, d}), bits)
 	}
@@ -22,7 +23,7 @@ func privateRanges() [24]netip.Prefix {
 		}
 		return netip.PrefixFrom(netip.AddrFrom16(b), bits)
 	}
-	return [24]netip.Prefix{
+	return [23]netip.Prefix{
 		v4(0, 0, 0, 0, 8),
 		v4(10, 0, 0, 0, 8),
 		v4(100, 64, 0, 0, 10),
@@ -31,7 +32,6 @@ func privateRanges() [24]netip.Prefix {
 		v4(172, 16, 0, 0, 12),
 		v4(192, 0, 0, 0, 24),
 		v4(192, 168, 0, 0, 16),
-		v4(198, 18, 0, 0, 15),
 		v4(224, 0, 0, 0, 4),
 		v4(240, 0, 0, 0, 4),
 		v6(0, 128),                                  // ::/128
@@ -63,7 +63,7 @@ func IsPrivate(p netip.Prefix) bool {
 	return isPrivateIn(p, &r)
 }
 
-func isPrivateIn(p netip.Prefix, ranges *[24]netip.Prefix) bool {
+func isPrivateIn(p netip.Prefix, ranges *[23]netip.Prefix) bool {
 	for _, r := range ranges {
 		if r.Overlaps(p) {
 			return true
@@ -87,7 +87,7 @@ const (
 )
 
 // noticeReason returns the notice reason for e, or "".
-func noticeReason(e Entry, ranges *[24]netip.Prefix) string {
+func noticeReason(e Entry, ranges *[23]netip.Prefix) string {
 	if e.Kind != Prefix {
 		return ""
 	}
