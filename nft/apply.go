@@ -379,7 +379,7 @@ func addElements(s *session, deltas []setDelta) error {
 		keys := prefixKeys(d.add)
 		ops = append(ops, rawOp{msgDestroySetElem, d.spec.name, keys}, rawOp{unix.NFT_MSG_NEWSETELEM, d.spec.name, keys})
 	}
-	return rawElemBatch(ops)
+	return rawElemBatch(s, ops)
 }
 
 // queueRangeDiff queues deletes of ranges in cur but not in want and adds of
@@ -506,7 +506,7 @@ func deleteElements(s *session, deltas []setDelta) error {
 	if len(destroy) == 0 {
 		return nil
 	}
-	return destroyElements(destroy)
+	return destroyElements(s, destroy)
 }
 
 // msgDestroySetElem is NFT_MSG_DESTROYSETELEM (Linux 6.3+): delete elements,
@@ -520,12 +520,12 @@ type rawOp struct {
 	keys    [][]byte
 }
 
-func destroyElements(deltas []setDelta) error {
+func destroyElements(s *session, deltas []setDelta) error {
 	var ops []rawOp
 	for _, d := range deltas {
 		ops = append(ops, rawOp{msgDestroySetElem, d.spec.name, prefixKeys(d.add)})
 	}
-	return rawElemBatch(ops)
+	return rawElemBatch(s, ops)
 }
 
 func prefixKeys(ps []netip.Prefix) [][]byte {
@@ -536,14 +536,13 @@ func prefixKeys(ps []netip.Prefix) [][]byte {
 	return out
 }
 
-// rawElemBatch sends element messages in one transaction on a netlink socket
-// of its own: google/nftables has no destroy operation.
-func rawElemBatch(ops []rawOp) error {
-	nc, err := netlink.Dial(unix.NETLINK_NETFILTER, nil)
+// rawElemBatch sends element messages in one transaction on the session's
+// raw socket: google/nftables has no destroy operation.
+func rawElemBatch(s *session, ops []rawOp) error {
+	nc, err := s.rawConn()
 	if err != nil {
-		return fmt.Errorf("open netlink socket: %w", err)
+		return err
 	}
-	defer func() { _ = nc.Close() }()
 	batchHdr := []byte{unix.AF_UNSPEC, 0, 0, unix.NFNL_SUBSYS_NFTABLES}
 	msgs := []netlink.Message{{Header: netlink.Header{Type: netlink.HeaderType(unix.NFNL_MSG_BATCH_BEGIN), Flags: netlink.Request}, Data: batchHdr}}
 	for _, op := range ops {

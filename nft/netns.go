@@ -26,7 +26,8 @@ const sndBufWant = 8 << 20
 // session is one netlink socket inside the target namespace.
 type session struct {
 	c      *nftables.Conn
-	sndbuf int // effective SO_SNDBUF as reported by the kernel
+	raw    *netlink.Conn // opened on demand by rawConn
+	sndbuf int           // effective SO_SNDBUF as reported by the kernel
 }
 
 // do runs fn with a netlink connection opened inside t's namespace.
@@ -40,7 +41,7 @@ func (t Target) do(ctx context.Context, fn func(s *session) error) error {
 		return err
 	}
 	if t.NetNSPath == "" {
-		return openSession(fn)
+		return runSession(fn, func(err error) {})
 	}
 	errc := make(chan error, 1)
 	go func() {
@@ -56,12 +57,17 @@ func (t Target) do(ctx context.Context, fn func(s *session) error) error {
 			errc <- fmt.Errorf("enter netns %s: %w", t.NetNSPath, err)
 			return
 		}
-		errc <- openSession(fn)
+		_ = runSession(fn, func(err error) { errc <- err })
 	}()
 	return <-errc
 }
 
-func openSession(fn func(s *session) error) error {
+// runSession opens the sockets, runs fn, reports its result through done and
+// only then closes the sockets: after a transaction that deleted objects,
+// closing a netfilter netlink socket waits for the kernel's deferred
+// destruction (an RCU grace period, milliseconds). The work is committed
+// and acknowledged before done is called, so reporting first is exact.
+func runSession(fn func(s *session) error, done func(error)) error {
 	s := &session{}
 	c, err := nftables.New(nftables.AsLasting(), nftables.WithSockOptions(func(nc *netlink.Conn) error {
 		// Best effort: an unprivileged namespace cannot exceed wmem_max.
@@ -79,11 +85,31 @@ func openSession(fn func(s *session) error) error {
 		return serr
 	}))
 	if err != nil {
-		return fmt.Errorf("open nftables netlink socket: %w", err)
+		err = fmt.Errorf("open nftables netlink socket: %w", err)
+		done(err)
+		return err
 	}
-	defer func() { _ = c.CloseLasting() }()
 	s.c = c
-	return fn(s)
+	err = fn(s)
+	done(err)
+	_ = c.CloseLasting()
+	if s.raw != nil {
+		_ = s.raw.Close()
+	}
+	return err
+}
+
+// rawConn returns a plain netfilter netlink socket in the session's
+// namespace, for messages google/nftables cannot build.
+func (s *session) rawConn() (*netlink.Conn, error) {
+	if s.raw == nil {
+		nc, err := netlink.Dial(unix.NETLINK_NETFILTER, nil)
+		if err != nil {
+			return nil, fmt.Errorf("open netlink socket: %w", err)
+		}
+		s.raw = nc
+	}
+	return s.raw, nil
 }
 
 // batchBudget is the number of payload bytes one transaction may carry.
