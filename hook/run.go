@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/terok-ai/terok-shield/audit"
 	"github.com/terok-ai/terok-shield/dnsmasq"
 	"github.com/terok-ai/terok-shield/gate"
 	"github.com/terok-ai/terok-shield/nft"
@@ -62,7 +63,11 @@ func Run(ctx context.Context, stage string, env Env) error {
 	log = log.With("container", st.ID, "stage", stage)
 	switch stage {
 	case StageCreateRuntime:
-		return createRuntime(ctx, log, st.ID, st.Pid, st.Bundle, dir, env.Dnsmasq)
+		err := createRuntime(ctx, log, st.ID, st.Pid, st.Bundle, dir, env.Dnsmasq)
+		if err != nil {
+			auditFailure(dir, err)
+		}
+		return err
 	case StagePoststop:
 		return poststop(log, dir)
 	}
@@ -102,7 +107,7 @@ func createRuntime(ctx context.Context, log *slog.Logger, id string, pid int, oc
 	}
 	netns := "/proc/" + strconv.Itoa(pid) + "/ns/net"
 
-	policy, err := policyFor(data)
+	policy, err := PolicyFor(data)
 	if err != nil {
 		return err
 	}
@@ -131,11 +136,31 @@ func createRuntime(ctx context.Context, log *slog.Logger, id string, pid int, oc
 	if err := writeProof(b.Root(), proof.Marshal()); err != nil {
 		return err
 	}
+	ev := audit.Event{
+		Container: data.Container, Action: audit.ActionSetup, Mode: string(data.Mode), Profiles: data.Profiles,
+		Source: "hook", Detail: fmt.Sprintf("ruleset applied and verified in netns %d (allow %d, deny %d); container %s", ident.NetNSInode, len(policy.Allow), len(policy.Deny), id),
+	}
+	if err := audit.New(b.Root(), audit.Options{}).Append(ev); err != nil {
+		return fmt.Errorf("audit: %w", err)
+	}
 	return nil
 }
 
-// policyFor turns a bundle's state into the ruleset policy, in one place.
-func policyFor(d *state.Data) (nft.Policy, error) {
+// auditFailure records a refused start in the bundle's audit log, when the bundle can be
+// opened at all. The hook's error itself reaches the user through podman.
+func auditFailure(dir string, cause error) {
+	b, err := state.OpenDir(dir, os.Geteuid())
+	if err != nil {
+		return
+	}
+	defer b.Close()
+	_ = audit.New(b.Root(), audit.Options{}).Append(audit.Event{
+		Container: b.Name(), Action: audit.ActionError, Source: "hook", Reason: "start refused: " + cause.Error(),
+	})
+}
+
+// PolicyFor turns a bundle's state into the ruleset policy, in one place.
+func PolicyFor(d *state.Data) (nft.Policy, error) {
 	mode, err := nft.ParseMode(string(d.Mode))
 	if err != nil {
 		return nft.Policy{}, err
@@ -201,8 +226,13 @@ func startResolver(ctx context.Context, b *state.Bundle, d *state.Data, policy n
 	}
 	// A resolver left over from an earlier start of this container is stopped first.
 	_ = dnsmasq.Stop(in)
-	if _, err := dnsmasq.Start(ctx, netns, in); err != nil {
+	pid, err := dnsmasq.Start(ctx, netns, in)
+	if err != nil {
 		return fmt.Errorf("start resolver: %w", err)
+	}
+	ev := audit.Event{Container: d.Container, Action: audit.ActionResolverStart, Source: "hook", Detail: fmt.Sprintf("dnsmasq pid %d, %d names, upstream %v", pid, len(names), upstreams)}
+	if err := audit.New(b.Root(), audit.Options{}).Append(ev); err != nil {
+		return fmt.Errorf("audit: %w", err)
 	}
 	return nil
 }
@@ -228,6 +258,13 @@ func poststop(log *slog.Logger, dir string) error {
 		errs = append(errs, fmt.Errorf("remove gate proof: %w", err))
 	}
 	log.Info("teardown")
+	ev := audit.Event{Container: b.Name(), Action: audit.ActionTeardown, Source: "hook"}
+	if len(errs) > 0 {
+		ev.Reason = errors.Join(errs...).Error()
+	}
+	if err := audit.New(b.Root(), audit.Options{}).Append(ev); err != nil {
+		errs = append(errs, fmt.Errorf("audit: %w", err))
+	}
 	return errors.Join(errs...)
 }
 

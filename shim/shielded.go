@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/terok-ai/terok-shield/argparse"
+	"github.com/terok-ai/terok-shield/audit"
 	"github.com/terok-ai/terok-shield/dnsmasq"
 	"github.com/terok-ai/terok-shield/hook"
 	"github.com/terok-ai/terok-shield/inject"
@@ -96,6 +97,13 @@ func prepareShielded(inv *argparse.Invocation, dec inject.Decision, getenv func(
 	})
 	if err != nil {
 		return nil, err
+	}
+	al := audit.New(b.Root(), audit.Options{})
+	for _, n := range set.Notices {
+		ev := audit.Event{Container: name, Action: audit.ActionNotice, Target: n.Entry.String(), Reason: n.Reason, Source: n.Source}
+		if err := al.Append(ev); err != nil {
+			return nil, fmt.Errorf("terok-shield: audit: %w", err)
+		}
 	}
 	if err := b.WriteFile(state.FileResolvConf, []byte("nameserver 127.0.0.1\noptions ndots:0\n"), 0o644); err != nil {
 		return nil, err
