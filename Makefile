@@ -32,6 +32,12 @@ test: deps lint ## All tests: lint, unit, netns and real-podman tiers (run as ro
 	@[ "$$(id -u)" -eq 0 ] || { echo "make test: the privileged tiers need root (run: sudo make test)"; exit 1; }
 	$(GO) test -race -timeout 40m $(PKGS)
 
+demo: deps build ## The main job: a shielded container on an offline test internet (root)
+	bash scripts/demo.sh
+
+flags: ## Regenerate argparse's podman flag tables from podman's own cobra tree
+	$(GO) run ./internal/genflags
+
 bench: ## Benchmarks, side by side with the original's mechanisms (root)
 	bash scripts/bench.sh
 
@@ -41,4 +47,4 @@ fuzz: ## Short fuzz runs of every fuzz target (FUZZTIME=$(FUZZTIME))
 golden: ## Rewrite golden files (review the diff!)
 	$(GO) test $(PKGS) -run . -update
 
-.PHONY: help deps build lint test-unit test bench fuzz golden
+.PHONY: help deps build demo flags lint test-unit test bench fuzz golden
