@@ -186,11 +186,13 @@ func ResolverNames(d *state.Data) []string {
 	return names
 }
 
-func startResolver(ctx context.Context, b *state.Bundle, d *state.Data, policy nft.Policy, netns, bin string) error {
+// Resolver returns the per-container resolver instance of the bundle at dir and its
+// configuration for d and policy; bin is the dnsmasq binary (empty: dnsmasq.Find).
+func Resolver(dir string, d *state.Data, policy nft.Policy, bin string) (dnsmasq.Instance, []byte, error) {
 	if bin == "" {
 		var err error
 		if bin, err = dnsmasq.Find(); err != nil {
-			return fmt.Errorf("resolver: %w", err)
+			return dnsmasq.Instance{}, nil, fmt.Errorf("resolver: %w", err)
 		}
 	}
 	timeout := policy.LearnedTimeout
@@ -199,16 +201,15 @@ func startResolver(ctx context.Context, b *state.Bundle, d *state.Data, policy n
 	}
 	upstreams := policy.Upstreams
 	if len(upstreams) == 0 {
-		return errors.New("resolver: no upstream DNS server recorded for this container")
+		return dnsmasq.Instance{}, nil, errors.New("resolver: no upstream DNS server recorded for this container")
 	}
 	in := dnsmasq.Instance{
 		Binary:   bin,
-		ConfFile: filepath.Join(b.Dir(), state.FileDnsmasqConf),
-		PIDFile:  filepath.Join(b.Dir(), state.FileDnsmasqPID),
+		ConfFile: filepath.Join(dir, state.FileDnsmasqConf),
+		PIDFile:  filepath.Join(dir, state.FileDnsmasqPID),
 	}
-	names := ResolverNames(d)
 	conf, err := dnsmasq.Render(dnsmasq.Config{
-		Names:       names,
+		Names:       ResolverNames(d),
 		Upstreams:   upstreams,
 		Mark:        nft.DefaultResolverMark,
 		Table:       nft.TableName,
@@ -219,20 +220,23 @@ func startResolver(ctx context.Context, b *state.Bundle, d *state.Data, policy n
 		User:        "root",
 	})
 	if err != nil {
-		return fmt.Errorf("resolver config: %w", err)
+		return dnsmasq.Instance{}, nil, fmt.Errorf("resolver config: %w", err)
+	}
+	return in, conf, nil
+}
+
+func startResolver(ctx context.Context, b *state.Bundle, d *state.Data, policy nft.Policy, netns, bin string) error {
+	in, conf, err := Resolver(b.Dir(), d, policy, bin)
+	if err != nil {
+		return err
 	}
 	if err := b.WriteFile(state.FileDnsmasqConf, conf, 0o600); err != nil {
 		return fmt.Errorf("write resolver config: %w", err)
 	}
 	// A resolver left over from an earlier start of this container is stopped first.
 	_ = dnsmasq.Stop(in)
-	pid, err := dnsmasq.Start(ctx, netns, in)
-	if err != nil {
+	if _, err := dnsmasq.Start(ctx, netns, in); err != nil {
 		return fmt.Errorf("start resolver: %w", err)
-	}
-	ev := audit.Event{Container: d.Container, Action: audit.ActionResolverStart, Source: "hook", Detail: fmt.Sprintf("dnsmasq pid %d, %d names, upstream %v", pid, len(names), upstreams)}
-	if err := audit.New(b.Root(), audit.Options{}).Append(ev); err != nil {
-		return fmt.Errorf("audit: %w", err)
 	}
 	return nil
 }
