@@ -140,6 +140,9 @@ func Apply(ctx context.Context, t Target, r *Ruleset) error {
 }
 
 func apply(ctx context.Context, s *session, r *Ruleset) error {
+	if r == nil {
+		return errors.New("apply table: nil ruleset")
+	}
 	c := s.c
 	tbl := table()
 	// Delete only an existing table: a delete in the batch makes the kernel
@@ -328,22 +331,21 @@ func prefixRanges(ps []netip.Prefix) []addrRange {
 // Learned elements get the set's default timeout, restarted for elements
 // already present (see Refresh).
 func AddElements(ctx context.Context, t Target, kind SetKind, prefixes []netip.Prefix) error {
+	return t.do(ctx, func(s *session) error { return addElements(s, kind, prefixes) })
+}
+
+func addElements(s *session, kind SetKind, prefixes []netip.Prefix) error {
 	deltas, err := route(kind, prefixes)
 	if err != nil {
 		return fmt.Errorf("add %s elements: %w", kind, err)
 	}
-	if len(deltas) == 0 {
-		return nil
+	if err := addDeltas(s, deltas); err != nil {
+		return fmt.Errorf("add %s elements: %w", kind, err)
 	}
-	return t.do(ctx, func(s *session) error {
-		if err := addElements(s, deltas); err != nil {
-			return fmt.Errorf("add %s elements: %w", kind, err)
-		}
-		return nil
-	})
+	return nil
 }
 
-func addElements(s *session, deltas []setDelta) error {
+func addDeltas(s *session, deltas []setDelta) error {
 	c := s.c
 	var learned []setDelta
 	for _, d := range deltas {
@@ -468,22 +470,21 @@ func lastOfFamily(a netip.Addr) netip.Addr {
 // subtracted: deleting 10.0.0.5 from a set holding 10.0.0.0/24 leaves the
 // rest of the /24.
 func DeleteElements(ctx context.Context, t Target, kind SetKind, prefixes []netip.Prefix) error {
+	return t.do(ctx, func(s *session) error { return deleteElements(s, kind, prefixes) })
+}
+
+func deleteElements(s *session, kind SetKind, prefixes []netip.Prefix) error {
 	deltas, err := route(kind, prefixes)
 	if err != nil {
 		return fmt.Errorf("delete %s elements: %w", kind, err)
 	}
-	if len(deltas) == 0 {
-		return nil
+	if err := deleteDeltas(s, deltas); err != nil {
+		return fmt.Errorf("delete %s elements: %w", kind, err)
 	}
-	return t.do(ctx, func(s *session) error {
-		if err := deleteElements(s, deltas); err != nil {
-			return fmt.Errorf("delete %s elements: %w", kind, err)
-		}
-		return nil
-	})
+	return nil
 }
 
-func deleteElements(s *session, deltas []setDelta) error {
+func deleteDeltas(s *session, deltas []setDelta) error {
 	c := s.c
 	var destroy []setDelta
 	for _, d := range deltas {

@@ -5,6 +5,7 @@ package nft
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/netip"
 	"strings"
 	"testing"
@@ -157,7 +158,7 @@ func TestVerifyDetectsDrift(t *testing.T) {
 		want   string // substring of the Verify error
 	}{
 		{"policy changed", "chain inet terok_shield output { type filter hook output priority filter; policy accept; }\n", "chain output: policy accept, want drop"},
-		{"rule appended", "add rule inet terok_shield output accept\n", "chain output rule 53 unexpected"},
+		{"rule appended", "add rule inet terok_shield output accept\n", fmt.Sprintf("chain output rule %d unexpected", len(r.chains[0].rules)+1)},
 		{"rule inserted", "insert rule inet terok_shield output ip daddr 192.0.2.99 accept\n", `chain output rule 1: got "ip daddr 192.0.2.99 accept"`},
 		{"allow element added", "add element inet terok_shield allow_v4 { 192.0.2.77 }\n", "set allow_v4: 1 unexpected element(s): 192.0.2.77"},
 		{"allow element removed", "delete element inet terok_shield allow_v4 { 203.0.113.10 }\n", "set allow_v4: 1 element(s) missing: 203.0.113.10"},

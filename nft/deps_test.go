@@ -20,7 +20,7 @@ var allowedDeps = []string{
 	"github.com/mdlayher/socket",
 	"golang.org/x/net",
 	"github.com/josharian/native",
-	"golang.org/x/sync", // errgroup, imported by github.com/mdlayher/netlink
+	"golang.org/x/sync", // errgroup, imported by github.com/mdlayher/socket
 }
 
 type listedPackage struct {

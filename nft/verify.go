@@ -92,26 +92,46 @@ func (s *snapshot) set(name string) *nftables.Set {
 // elements of every permanent set. Learned sets are checked for existence and
 // shape only, their content is dynamic. The error names each drift found.
 func Verify(ctx context.Context, t Target, r *Ruleset) error {
+	return t.do(ctx, func(s *session) error { return verify(s, r) })
+}
+
+func verify(s *session, r *Ruleset) error {
 	if r == nil {
 		return errors.New("verify table: nil ruleset")
 	}
-	var snap *snapshot
-	err := t.do(ctx, func(s *session) (err error) {
-		snap, err = readSnapshot(s.c)
-		return err
-	})
-	if err != nil {
-		return fmt.Errorf("verify table: %w", err)
+	for attempt := 1; ; attempt++ {
+		snap, err := readSnapshot(s.c)
+		if err != nil {
+			return fmt.Errorf("verify table: %w", err)
+		}
+		drift, onlyMissingHash := diffSnapshot(r, snap)
+		if len(drift) == 0 {
+			return nil
+		}
+		// A dump of a hash set taken while the kernel resizes its
+		// rhashtable (right after a bulk load) can skip elements; lookups
+		// are unaffected. Missing hash elements are re-read for a while
+		// before they count as drift.
+		if !onlyMissingHash || attempt == verifyAttempts {
+			return fmt.Errorf("verify table: %d difference(s): %s", len(drift), strings.Join(drift, "; "))
+		}
+		time.Sleep(verifyRetryDelay)
 	}
-	if drift := diffSnapshot(r, snap); len(drift) > 0 {
-		return fmt.Errorf("verify table: %d difference(s): %s", len(drift), strings.Join(drift, "; "))
-	}
-	return nil
 }
 
-func diffSnapshot(r *Ruleset, snap *snapshot) []string {
-	var drift []string
-	add := func(format string, args ...any) { drift = append(drift, fmt.Sprintf(format, args...)) }
+const (
+	verifyAttempts   = 20
+	verifyRetryDelay = 50 * time.Millisecond
+)
+
+// diffSnapshot lists the differences between r and snap, and whether all of
+// them are elements missing from hash sets.
+func diffSnapshot(r *Ruleset, snap *snapshot) (drift []string, onlyMissingHash bool) {
+	onlyMissingHash = true
+	add := func(format string, args ...any) {
+		drift = append(drift, fmt.Sprintf(format, args...))
+		onlyMissingHash = false
+	}
 	for _, want := range r.chains {
 		got := snap.chain(want.name)
 		if got == nil {
@@ -167,9 +187,16 @@ func diffSnapshot(r *Ruleset, snap *snapshot) []string {
 		}
 		switch want.kind {
 		case setHash:
-			drift = append(drift, diffElems(want.name, elemStrings(snap.elems[want.name]), addrStrings(want.addrs))...)
+			d, extra := diffElems(want.name, elemStrings(snap.elems[want.name]), addrStrings(want.addrs))
+			drift = append(drift, d...)
+			if extra {
+				onlyMissingHash = false
+			}
 		case setInterval:
-			drift = append(drift, diffElems(want.name, rangeStrings(elemsToRanges(snap.elems[want.name])), rangeStrings(want.ranges))...)
+			if d, _ := diffElems(want.name, rangeStrings(elemsToRanges(snap.elems[want.name])), rangeStrings(want.ranges)); len(d) > 0 {
+				drift = append(drift, d...)
+				onlyMissingHash = false
+			}
 		}
 	}
 	for _, got := range snap.sets {
@@ -177,7 +204,7 @@ func diffSnapshot(r *Ruleset, snap *snapshot) []string {
 			add("unexpected set %s", got.Name)
 		}
 	}
-	return drift
+	return drift, onlyMissingHash
 }
 
 func setFlags(s *nftables.Set) string {
@@ -222,8 +249,9 @@ func rangeStrings(rs []addrRange) []string {
 	return out
 }
 
-// diffElems reports missing and unexpected elements, naming up to five of each.
-func diffElems(set string, got, want []string) []string {
+// diffElems reports missing and unexpected elements, naming up to five of
+// each, and whether there were unexpected ones.
+func diffElems(set string, got, want []string) ([]string, bool) {
 	gs := make(map[string]bool, len(got))
 	for _, g := range got {
 		gs[g] = true
@@ -248,7 +276,7 @@ func diffElems(set string, got, want []string) []string {
 	if len(extra) > 0 {
 		out = append(out, fmt.Sprintf("set %s: %d unexpected element(s): %s", set, len(extra), sample(extra)))
 	}
-	return out
+	return out, len(extra) > 0
 }
 
 func sample(s []string) string {
@@ -477,12 +505,16 @@ type Status struct {
 // Inspect reads the live table. The mode is derived from the structure:
 // output policy accept means down (down_all without private-range rejects);
 // policy drop without sets means block, otherwise up.
-func Inspect(ctx context.Context, t Target) (*Status, error) {
-	var snap *snapshot
-	err := t.do(ctx, func(s *session) (err error) {
-		snap, err = readSnapshot(s.c)
+func Inspect(ctx context.Context, t Target) (st *Status, err error) {
+	err = t.do(ctx, func(s *session) (err error) {
+		st, err = inspect(s)
 		return err
 	})
+	return st, err
+}
+
+func inspect(s *session) (*Status, error) {
+	snap, err := readSnapshot(s.c)
 	if errors.Is(err, ErrNoTable) {
 		return &Status{Mode: ModeInactive}, nil
 	}
@@ -576,18 +608,23 @@ func rangePrefixes(r addrRange) []netip.Prefix {
 
 // List renders the live table as nft-like text, counters and element
 // expiry included. It returns ErrNoTable when there is no table.
-func List(ctx context.Context, t Target) (string, error) {
-	var snap *snapshot
-	err := t.do(ctx, func(s *session) (err error) {
-		snap, err = readSnapshot(s.c)
+func List(ctx context.Context, t Target) (text string, err error) {
+	err = t.do(ctx, func(s *session) (err error) {
+		text, err = list(s)
 		return err
 	})
+	return text, err
+}
+
+func list(s *session) (string, error) {
+	snap, err := readSnapshot(s.c)
 	if err != nil {
 		return "", fmt.Errorf("list table: %w", err)
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "table inet %s {\n", TableName)
-	for _, s := range snap.sets {
+	for _, set := range snap.sets {
+		s := set
 		kind := setHash
 		switch {
 		case s.Interval:
