@@ -95,6 +95,7 @@ type Harness struct {
 	initErr error
 	mu      sync.Mutex
 	imports map[Mode]*importOnce
+	shim    shimBuild
 }
 
 type importOnce struct {
@@ -132,10 +133,14 @@ func (h *Harness) init() error {
 		return fmt.Errorf("work dir: %w", err)
 	}
 	h.ProbeBin = filepath.Join(h.Dir, "probe")
-	if err := buildProbe(h.ProbeBin); err != nil {
+	if err := buildStatic(h.ProbeBin, "github.com/terok-ai/terok-shield/internal/probe/cmd/probe"); err != nil {
 		return err
 	}
-	tarball, err := probeImageTar(h.ProbeBin)
+	sleeper := filepath.Join(h.Dir, "sleeper")
+	if err := buildStatic(sleeper, "github.com/terok-ai/terok-shield/integration/internal/sleeper"); err != nil {
+		return err
+	}
+	tarball, err := probeImageTar(h.ProbeBin, sleeper)
 	if err != nil {
 		return err
 	}
@@ -177,21 +182,26 @@ func goTool() string {
 	return "/usr/local/go/bin/go"
 }
 
-// buildProbe builds the static probe (CGO off) from this module.
-func buildProbe(out string) error {
-	cmd := exec.Command(goTool(), "build", "-trimpath", "-o", out, "github.com/terok-ai/terok-shield/internal/probe/cmd/probe")
+// buildStatic builds package pkg of this module as a static binary (CGO off) at out.
+func buildStatic(out, pkg string) error {
+	cmd := exec.Command(goTool(), "build", "-trimpath", "-o", out, pkg)
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if b, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("build probe: %w: %s", err, b)
+		return fmt.Errorf("build %s: %w: %s", pkg, err, b)
 	}
 	return nil
 }
 
-// probeImageTar returns a deterministic rootfs tarball holding /bin/probe and minimal /etc.
-func probeImageTar(bin string) ([]byte, error) {
+// probeImageTar returns a deterministic rootfs tarball holding /bin/probe, /bin/sleeper (a
+// workload that waits for SIGTERM, for `podman exec` probing) and minimal /etc.
+func probeImageTar(bin, sleeper string) ([]byte, error) {
 	exe, err := os.ReadFile(bin)
 	if err != nil {
 		return nil, fmt.Errorf("read probe: %w", err)
+	}
+	sleeperExe, err := os.ReadFile(sleeper)
+	if err != nil {
+		return nil, fmt.Errorf("read sleeper: %w", err)
 	}
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
@@ -211,6 +221,7 @@ func probeImageTar(bin string) ([]byte, error) {
 		data []byte
 	}{
 		{"bin/probe", 0o755, exe},
+		{"bin/sleeper", 0o755, sleeperExe},
 		{"etc/passwd", 0o644, []byte("root:x:0:0:root:/root:/bin/probe\nnobody:x:65534:65534:nobody:/:/bin/probe\n")},
 		{"etc/group", 0o644, []byte("root:x:0:\nnogroup:x:65534:\n")},
 		{"etc/hosts", 0o644, []byte("127.0.0.1 localhost\n::1 localhost\n")},

@@ -70,6 +70,12 @@ func DefaultZone() []string {
 		"mapped-loopback.test. 60 IN AAAA ::ffff:127.0.0.1",
 		"mixed.test. 60 IN A " + EchoV4,
 		"mixed.test. 60 IN A " + PrivateV4,
+		// Benchmarking-range names (learnable through a shielded container's resolver).
+		"allowed.test. 60 IN A " + BenchV4,
+		"allowed.test. 60 IN AAAA " + BenchV6,
+		"allowed-alias.test. 60 IN CNAME allowed.test.",
+		"unlisted.test. 60 IN A " + BenchUnlistedV4,
+		"unlisted.test. 60 IN AAAA " + BenchUnlistedV6,
 		// Short TTL.
 		"short.test. 1 IN A " + EchoV4b,
 		"zero.test. 0 IN A " + EchoV4c,

@@ -52,6 +52,16 @@ const (
 	EchoPortAlt = 8080
 )
 
+// Servers on the benchmarking ranges 198.18.0.0/15 and 2001:2::/48. Unlike the documentation
+// ranges above, dnsmasq's stop-dns-rebind passes answers in these ranges and terok-shield does
+// not count them as private, so they are the addresses a shielded container can LEARN from DNS.
+const (
+	BenchV4         = "198.18.100.10" // echo server "bench4" (TCP+UDP 80, 9999), name allowed.test
+	BenchV6         = "2001:2::10"    // echo server "bench6" (TCP+UDP 80, 9999), name allowed.test
+	BenchUnlistedV4 = "198.18.100.20" // echo server "bench4-unlisted" (TCP+UDP 80), name unlisted.test
+	BenchUnlistedV6 = "2001:2::20"    // echo server "bench6-unlisted" (TCP+UDP 80), name unlisted.test
+)
+
 // Options configures StartWith.
 type Options struct {
 	// Prefix starts the namespace names (default "tsh"); a random suffix makes them unique.
@@ -146,6 +156,7 @@ var wanAddrs = []string{
 	EchoV4 + "/32", EchoV4b + "/32", EchoV4c + "/32", TLSV4 + "/32", DNSV4 + "/32", CanaryV4 + "/32",
 	PrivateV4 + "/32", MetadataV4 + "/32", CGNATV4 + "/32",
 	EchoV6 + "/128", TLSV6 + "/128", DNSV6 + "/128", CanaryV6 + "/128", ULAV6 + "/128",
+	BenchV4 + "/32", BenchUnlistedV4 + "/32", BenchV6 + "/128", BenchUnlistedV6 + "/128",
 }
 
 func (n *Net) buildTopology() error {

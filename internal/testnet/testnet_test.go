@@ -51,6 +51,10 @@ func TestTopology(t *testing.T) {
 			{"udp", EchoV4c + ":80", "web4c", HostLinkV4},
 			{"tcp", "[" + EchoV6 + "]:9999", "web6", HostLinkV6},
 			{"udp", "[" + EchoV6 + "]:80", "web6", HostLinkV6},
+			{"tcp", BenchV4 + ":80", "bench4", HostLinkV4},
+			{"udp", BenchUnlistedV4 + ":80", "bench4-unlisted", HostLinkV4},
+			{"tcp", "[" + BenchV6 + "]:9999", "bench6", HostLinkV6},
+			{"tcp", "[" + BenchUnlistedV6 + "]:80", "bench6-unlisted", HostLinkV6},
 		}
 		for _, c := range cases {
 			var line string
