@@ -5,7 +5,10 @@ package integration
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +16,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/terok-ai/terok-shield/internal/probe"
 	"github.com/terok-ai/terok-shield/internal/testnet"
+	"github.com/terok-ai/terok-shield/state"
 )
 
 // e2eProfile is the user profile of the network tests: two names learned through the
@@ -221,6 +225,16 @@ func TestShieldedNetwork(t *testing.T) {
 			t.Errorf("unlisted server reached after restart: %+v", h)
 		}
 
+		// Removing the container stops its resolver (poststop hook).
+		pid := resolverPID(t, sp, name)
+		r, err = sp.Run(ctx, "rm", "-f", "--time", "5", name)
+		if err := mustExit(r, err, 0); err != nil {
+			t.Fatal(err)
+		}
+		if comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid)); err == nil && strings.TrimSpace(string(comm)) == "dnsmasq" {
+			t.Errorf("resolver (pid %d) still running after podman rm", pid)
+		}
+
 		// Positive control for everything refused above: the same podman through the shim,
 		// unshielded, reaches the unlisted name and address.
 		n.ResetHits()
@@ -237,6 +251,63 @@ func TestShieldedNetwork(t *testing.T) {
 		}
 		if d := cmp.Diff(echoed("bench4-unlisted"), outcomeOf(t, res)); d != "" {
 			t.Errorf("unshielded tcp unlisted (-want +got):\n%s", d)
+		}
+	})
+}
+
+// resolverPID returns the pid of container name's running resolver (from its bundle).
+func resolverPID(t *testing.T, sp *ShieldedPodman, name string) int {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(sp.Bundle(name), state.FileDnsmasqPID))
+	if err != nil {
+		t.Fatalf("resolver pid: %v", err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
+	if err != nil {
+		t.Fatalf("resolver pid: %v", err)
+	}
+	comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+	if err != nil || strings.TrimSpace(string(comm)) != "dnsmasq" {
+		t.Fatalf("resolver pid %d is not a running dnsmasq (%q, %v)", pid, comm, err)
+	}
+	return pid
+}
+
+// TestShieldedEnvTriggers: the environment shields a run without the flag, with the default or
+// the named profiles, and --shield=false overrides it.
+func TestShieldedEnvTriggers(t *testing.T) {
+	forModes(t, 2*time.Minute, func(t *testing.T, ctx context.Context, n *testnet.Net, sp *ShieldedPodman) {
+		if err := sp.WriteProfile("e2e", e2eProfile...); err != nil {
+			t.Fatal(err)
+		}
+		refused := outcome{Result: probe.OK, Rcode: "REFUSED"}
+		allowed := outcome{Result: probe.OK, Rcode: "NOERROR", Answers: []string{"A " + testnet.BenchV4}}
+		cases := []struct {
+			name    string
+			env     []string
+			runArgs []string
+			probe   []string
+			want    outcome
+		}{
+			{"profiles env: listed name", []string{"TEROK_SHIELD_PROFILES=e2e"}, []string{"--rm"}, []string{"dns", "allowed.test"}, allowed},
+			{"profiles env: unlisted name", []string{"TEROK_SHIELD_PROFILES=e2e"}, []string{"--rm"}, []string{"dns", "unlisted.test"}, refused},
+			{"profiles env: unlisted address", []string{"TEROK_SHIELD_PROFILES=e2e"}, []string{"--rm"}, []string{"tcp", testnet.BenchUnlistedV4 + ":80"}, prohibited4},
+			// The default profile (dev-standard) does not list allowed.test or web4.
+			{"shield env: default profile", []string{"TEROK_SHIELD=1"}, []string{"--rm"}, []string{"dns", "allowed.test"}, refused},
+			{"shield env: raw address not in default", []string{"TEROK_SHIELD=1"}, []string{"--rm"}, []string{"tcp", testnet.EchoV4 + ":80"}, prohibited4},
+			{"--shield=false beats the env", []string{"TEROK_SHIELD=1", "TEROK_SHIELD_PROFILES=e2e"}, []string{"--rm", "--shield=false"},
+				[]string{"tcp", testnet.BenchUnlistedV4 + ":80"}, echoed("bench4-unlisted")},
+		}
+		for _, c := range cases {
+			p := sp.Podman
+			p.Env = append(slices.Clone(p.Env), c.env...)
+			res, _, err := p.Probe(ctx, c.runArgs, c.probe...)
+			if err != nil {
+				t.Fatalf("%s: %v", c.name, err)
+			}
+			if d := cmp.Diff(c.want, outcomeOf(t, res)); d != "" {
+				t.Errorf("%s (-want +got):\n%s", c.name, d)
+			}
 		}
 	})
 }
