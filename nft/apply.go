@@ -33,18 +33,6 @@ func nlSet(s setSpec) *nftables.Set {
 	return ns
 }
 
-// elemSize estimates the netlink bytes one element costs.
-func elemSize(e nftables.SetElement) int {
-	n := 24 + len(e.Key)
-	if e.IntervalEnd {
-		n += 8
-	}
-	if e.Timeout != 0 {
-		n += 12
-	}
-	return n
-}
-
 func addrElems(as []netip.Addr) []nftables.SetElement {
 	out := make([]nftables.SetElement, len(as))
 	for i, a := range as {
@@ -73,65 +61,15 @@ func specElems(s setSpec) []nftables.SetElement {
 	return addrElems(s.addrs)
 }
 
-// elemChunk is a slice of one set's elements that fits one transaction.
-type elemChunk struct {
-	set   *nftables.Set
-	elems []nftables.SetElement
-}
-
-// msgBudget bounds the element bytes of one netlink message: the element
-// list is a single nested attribute, whose length field is 16 bits.
-const msgBudget = 60_000
-
-// chunk splits each set's elements into messages of at most msgBudget bytes
-// and groups them into transactions of at most budget bytes. Interval
-// start/end pairs are never split.
-func chunk(sets []*nftables.Set, elems [][]nftables.SetElement, budget int) [][]elemChunk {
-	var txs [][]elemChunk
-	var cur []elemChunk
-	used := 0
-	for i, es := range elems {
-		for start := 0; start < len(es); {
-			end, size := start, 0
-			for end < len(es) {
-				step := 1
-				if sets[i].Interval && end+1 < len(es) && es[end+1].IntervalEnd {
-					step = 2
-				}
-				sz := 0
-				for _, e := range es[end : end+step] {
-					sz += elemSize(e)
-				}
-				if size > 0 && (size+sz > msgBudget || used+size+sz > budget) {
-					break
-				}
-				size += sz
-				end += step
-			}
-			if used > 0 && used+size > budget {
-				txs = append(txs, cur)
-				cur, used = nil, 0
-				continue // recompute this message against an empty transaction
-			}
-			cur = append(cur, elemChunk{set: sets[i], elems: es[start:end]})
-			used += size
-			start = end
-		}
-	}
-	if len(cur) > 0 {
-		txs = append(txs, cur)
-	}
-	return txs
-}
-
 // Apply replaces the table in t's namespace with r.
 //
 // The first transaction deletes any previous table and creates the new one.
-// When all elements fit one transaction it is the only one. Otherwise the
-// first transaction installs the output chain closed (policy drop, only
-// loopback accepted), later transactions load the remaining elements, and the
-// last one swaps in the real rules and policy. A failure part-way leaves the
-// namespace closed, never open.
+// Up to bulkThreshold elements it is the only one. Above, the first
+// transaction installs the output chain closed (policy drop, only loopback
+// accepted), the elements follow in transactions sized to the socket send
+// buffer (an unprivileged namespace cannot raise it past net.core.wmem_max),
+// and the last one swaps in the real rules and policy. A failure part-way
+// leaves the namespace closed, never open.
 func Apply(ctx context.Context, t Target, r *Ruleset) error {
 	if r == nil {
 		return errors.New("apply table: nil ruleset")
@@ -156,24 +94,28 @@ func apply(ctx context.Context, s *session, r *Ruleset) error {
 		c.DelTable(tbl)
 	}
 	c.AddTable(tbl)
+	nelems := 0
+	for _, spec := range r.sets {
+		nelems += len(spec.addrs) + 2*len(spec.ranges)
+	}
+	bulk := nelems > bulkThreshold
 	sets := make([]*nftables.Set, len(r.sets))
-	elems := make([][]nftables.SetElement, len(r.sets))
 	for i, spec := range r.sets {
 		sets[i] = nlSet(spec)
-		if err := c.AddSet(sets[i], nil); err != nil {
+		var elems []nftables.SetElement
+		if !bulk {
+			elems = specElems(spec)
+		}
+		if err := c.AddSet(sets[i], elems); err != nil {
 			return fmt.Errorf("apply table: add set %s: %w", spec.name, err)
 		}
-		elems[i] = specElems(spec)
 	}
-	txs := chunk(sets, elems, s.batchBudget())
-	gated := len(txs) > 1
 	var output *nftables.Chain
 	for _, ch := range r.chains {
-		policy := ch.policy
-		rules := ch.rules
+		policy, rules := ch.policy, ch.rules
 		nc := &nftables.Chain{Name: ch.name, Table: tbl, Type: nftables.ChainTypeFilter,
 			Hooknum: ch.hook, Priority: nftables.ChainPriorityFilter, Policy: &policy}
-		if gated && ch.name == "output" {
+		if bulk && ch.name == "output" {
 			output = nc
 			drop := nftables.ChainPolicyDrop
 			nc = &nftables.Chain{Name: ch.name, Table: tbl, Type: nftables.ChainTypeFilter,
@@ -185,34 +127,30 @@ func apply(ctx context.Context, s *session, r *Ruleset) error {
 			c.AddRule(&nftables.Rule{Table: tbl, Chain: nc, Exprs: rl.exprs})
 		}
 	}
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("apply table: create table %s: %w", TableName, err)
+	}
+	if !bulk {
+		return nil
+	}
+	// Bulk: the table is in place but closed (output policy drop, only
+	// loopback accepted). Load the elements in transactions that fit the
+	// socket buffer, then swap in the real output rules and policy.
+	var payloads [][]byte
+	for _, spec := range r.sets {
+		payloads = append(payloads, elemPayloads(spec)...)
+	}
+	if _, err := s.rawConn(); err != nil {
+		return fmt.Errorf("apply table: %w", err)
+	}
+	txs := groupPayloads(payloads, s.rawBudget())
 	for i, tx := range txs {
-		if i > 0 {
-			if err := ctx.Err(); err != nil {
-				return fmt.Errorf("apply table: load elements (table left closed): %w", err)
-			}
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("apply table: load elements (table left closed): %w", err)
 		}
-		for _, ch := range tx {
-			if err := c.SetAddElements(ch.set, ch.elems); err != nil {
-				return fmt.Errorf("apply table: encode elements of %s: %w", ch.set.Name, err)
-			}
-		}
-		if i == 0 {
-			if err := c.Flush(); err != nil {
-				return fmt.Errorf("apply table: create table %s: %w", TableName, err)
-			}
-			continue
-		}
-		if err := c.Flush(); err != nil {
+		if err := sendPayloadTx(s, tx); err != nil {
 			return fmt.Errorf("apply table: load elements batch %d/%d (table left closed): %w", i+1, len(txs), err)
 		}
-	}
-	if len(txs) == 0 {
-		if err := c.Flush(); err != nil {
-			return fmt.Errorf("apply table: create table %s: %w", TableName, err)
-		}
-	}
-	if !gated {
-		return nil
 	}
 	c.FlushChain(output)
 	c.AddChain(output) // updates the policy of the existing chain
@@ -228,6 +166,30 @@ func apply(ctx context.Context, s *session, r *Ruleset) error {
 		return fmt.Errorf("apply table: install output rules (table left closed): %w", err)
 	}
 	return nil
+}
+
+// bulkThreshold is the element count above which Apply loads elements in
+// separate, directly encoded transactions behind a closed output chain.
+const bulkThreshold = 2048
+
+// groupPayloads groups message payloads into transactions of at most
+// budget bytes (at least one payload each).
+func groupPayloads(payloads [][]byte, budget int) [][][]byte {
+	var txs [][][]byte
+	var cur [][]byte
+	used := 0
+	for _, p := range payloads {
+		if len(cur) > 0 && used+len(p)+16 > budget {
+			txs = append(txs, cur)
+			cur, used = nil, 0
+		}
+		cur = append(cur, p)
+		used += len(p) + 16
+	}
+	if len(cur) > 0 {
+		txs = append(txs, cur)
+	}
+	return txs
 }
 
 // SetKind selects which sets AddElements and DeleteElements touch.

@@ -14,7 +14,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/google/nftables"
+	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/*.nft golden files")
@@ -176,7 +177,7 @@ func TestRangeMath(t *testing.T) {
 	}
 }
 
-func TestChunkKeepsIntervalPairs(t *testing.T) {
+func TestElemPayloadsKeepIntervalPairs(t *testing.T) {
 	rs := make([]addrRange, 5000)
 	for i := range rs {
 		var b [4]byte
@@ -184,26 +185,46 @@ func TestChunkKeepsIntervalPairs(t *testing.T) {
 		lo := netip.AddrFrom4(b)
 		rs[i] = addrRange{lo, lo.Next()}
 	}
-	set := nlSet(setSpec{name: SetDenyV4, kind: setInterval})
-	txs := chunk([]*nftables.Set{set}, [][]nftables.SetElement{rangeElems(rs)}, 20_000)
+	payloads := elemPayloads(setSpec{name: SetDenyV4, kind: setInterval, ranges: rs})
+	if len(payloads) < 2 {
+		t.Fatalf("elemPayloads: %d payloads, want several", len(payloads))
+	}
 	total := 0
-	for _, tx := range txs {
-		size := 0
-		for _, c := range tx {
-			if len(c.elems)%2 != 0 || c.elems[0].IntervalEnd {
-				t.Fatalf("chunk splits an interval pair: %d elements, first end=%v", len(c.elems), c.elems[0].IntervalEnd)
-			}
-			for _, e := range c.elems {
-				size += elemSize(e)
-			}
-			total += len(c.elems)
+	for i, p := range payloads {
+		attrs, err := netlink.UnmarshalAttributes(p[4:])
+		if err != nil {
+			t.Fatalf("payload %d: %v", i, err)
 		}
-		if size > 20_000 {
-			t.Errorf("transaction of %d bytes exceeds the 20000 budget", size)
+		var names []string
+		for _, a := range attrs {
+			switch a.Type & ^uint16(unix.NLA_F_NESTED) {
+			case unix.NFTA_SET_ELEM_LIST_TABLE, unix.NFTA_SET_ELEM_LIST_SET:
+				names = append(names, strings.TrimRight(string(a.Data), "\x00"))
+			case unix.NFTA_SET_ELEM_LIST_ELEMENTS:
+				elems, err := netlink.UnmarshalAttributes(a.Data)
+				if err != nil {
+					t.Fatalf("payload %d elements: %v", i, err)
+				}
+				if len(elems)%2 != 0 || len(a.Data) > msgBudget+64 {
+					t.Errorf("payload %d: %d elements in %d bytes, want pairs within the budget", i, len(elems), len(a.Data))
+				}
+				total += len(elems)
+			}
+		}
+		if diff := cmp.Diff([]string{TableName, SetDenyV4}, names); diff != "" {
+			t.Errorf("payload %d names (-want +got):\n%s", i, diff)
 		}
 	}
-	if total != 10_000 || len(txs) < 2 {
-		t.Errorf("chunk: %d elements in %d transactions, want 10000 in several", total, len(txs))
+	if total != 10_000 {
+		t.Errorf("elemPayloads encoded %d elements, want 10000", total)
+	}
+	txs := groupPayloads(payloads, 3*msgBudget)
+	n := 0
+	for _, tx := range txs {
+		n += len(tx)
+	}
+	if n != len(payloads) || len(txs) < 2 {
+		t.Errorf("groupPayloads: %d payloads in %d transactions, want %d in several", n, len(txs), len(payloads))
 	}
 }
 

@@ -17,9 +17,15 @@ import (
 )
 
 // bulkPolicy returns an enforce policy with n single-address allow entries
-// (in 100.0.0.0/8 and 2001:db8::/32) plus a few CIDRs and denies.
+// (in 100.0.0.0/8 and 2001:db8::/32) plus a few CIDRs, and n/20 /30 denies
+// in 198.18.0.0/15 so that interval encoding is exercised too.
 func bulkPolicy(n int) Policy {
 	p := samplePolicy(ModeUp)
+	for i := range n / 20 {
+		var b [4]byte
+		binary.BigEndian.PutUint32(b[:], 0xc6120000+uint32(i)*8)
+		p.Deny = append(p.Deny, netip.PrefixFrom(netip.AddrFrom4(b), 30))
+	}
 	for i := range n {
 		if i%4 == 3 {
 			var b [16]byte

@@ -25,9 +25,28 @@ const sndBufWant = 8 << 20
 
 // session is one netlink socket inside the target namespace.
 type session struct {
-	c      *nftables.Conn
-	raw    *netlink.Conn // opened on demand by rawConn
-	sndbuf int           // effective SO_SNDBUF as reported by the kernel
+	c         *nftables.Conn
+	raw       *netlink.Conn // opened on demand by rawConn
+	sndbuf    int           // effective SO_SNDBUF of c, as reported by the kernel
+	rawSndbuf int           // effective SO_SNDBUF of raw
+}
+
+// growSendBuffer asks for a large send buffer and returns the size granted:
+// an unprivileged namespace cannot exceed net.core.wmem_max.
+func growSendBuffer(nc *netlink.Conn) (int, error) {
+	_ = nc.SetWriteBuffer(sndBufWant) // best effort, capped by the kernel
+	rc, err := nc.SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	var size int
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		size, serr = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUF)
+	}); err != nil {
+		return 0, err
+	}
+	return size, serr
 }
 
 // do runs fn with a netlink connection opened inside t's namespace.
@@ -69,20 +88,9 @@ func (t Target) do(ctx context.Context, fn func(s *session) error) error {
 // and acknowledged before done is called, so reporting first is exact.
 func runSession(fn func(s *session) error, done func(error)) error {
 	s := &session{}
-	c, err := nftables.New(nftables.AsLasting(), nftables.WithSockOptions(func(nc *netlink.Conn) error {
-		// Best effort: an unprivileged namespace cannot exceed wmem_max.
-		_ = nc.SetWriteBuffer(sndBufWant)
-		rc, err := nc.SyscallConn()
-		if err != nil {
-			return err
-		}
-		var serr error
-		if err := rc.Control(func(fd uintptr) {
-			s.sndbuf, serr = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUF)
-		}); err != nil {
-			return err
-		}
-		return serr
+	c, err := nftables.New(nftables.AsLasting(), nftables.WithSockOptions(func(nc *netlink.Conn) (err error) {
+		s.sndbuf, err = growSendBuffer(nc)
+		return err
 	}))
 	if err != nil {
 		err = fmt.Errorf("open nftables netlink socket: %w", err)
@@ -107,14 +115,19 @@ func (s *session) rawConn() (*netlink.Conn, error) {
 		if err != nil {
 			return nil, fmt.Errorf("open netlink socket: %w", err)
 		}
+		if s.rawSndbuf, err = growSendBuffer(nc); err != nil {
+			_ = nc.Close()
+			return nil, fmt.Errorf("size netlink socket: %w", err)
+		}
 		s.raw = nc
 	}
 	return s.raw, nil
 }
 
-// batchBudget is the number of payload bytes one transaction may carry.
-func (s *session) batchBudget() int {
-	b := s.sndbuf*3/4 - 4096
+// rawBudget is the number of payload bytes one transaction on the raw
+// socket may carry (the kernel rejects a sendmsg larger than the buffer).
+func (s *session) rawBudget() int {
+	b := s.rawSndbuf*3/4 - 4096
 	if b < 16<<10 {
 		b = 16 << 10
 	}
