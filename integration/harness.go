@@ -90,6 +90,9 @@ type Harness struct {
 	ImageTar string
 	ImageRef string // localhost/terok-probe:<content hash>
 	User     testnet.User
+	// ShimBinary, when set before the first ShimDir call, is the prebuilt static terok-shield
+	// to use instead of building one from this module.
+	ShimBinary string
 
 	once    sync.Once
 	initErr error

@@ -34,7 +34,7 @@ const EnvShimBinary = "TEROK_E2E_SHIM"
 
 // ShimDir builds terok-shield (static: it is also the init inside containers) into a 0755
 // directory under the harness work dir, with a `podman -> terok-shield` symlink next to it.
-// With $TEROK_E2E_SHIM set, that binary is copied there instead of building one.
+// With Harness.ShimBinary or $TEROK_E2E_SHIM set, that binary is copied there instead.
 func (h *Harness) ShimDir() (string, error) {
 	shim := &h.shim
 	shim.once.Do(func() {
@@ -44,7 +44,11 @@ func (h *Harness) ShimDir() (string, error) {
 			return
 		}
 		bin := filepath.Join(dir, "terok-shield")
-		if pre := os.Getenv(EnvShimBinary); pre != "" {
+		pre := h.ShimBinary
+		if pre == "" {
+			pre = os.Getenv(EnvShimBinary)
+		}
+		if pre != "" {
 			shim.err = copyExecutable(pre, bin)
 		} else {
 			shim.err = BuildShim(bin)
@@ -75,10 +79,10 @@ func BuildShim(out string) error {
 func copyExecutable(src, dst string) error {
 	data, err := os.ReadFile(src)
 	if err != nil {
-		return fmt.Errorf("copy %s: %w", EnvShimBinary, err)
+		return fmt.Errorf("copy terok-shield: %w", err)
 	}
 	if err := os.WriteFile(dst, data, 0o755); err != nil {
-		return fmt.Errorf("copy %s: %w", EnvShimBinary, err)
+		return fmt.Errorf("copy terok-shield: %w", err)
 	}
 	return nil
 }
@@ -96,30 +100,46 @@ type ShieldedPodman struct {
 	Real *Podman
 
 	names []string
+	base  string
 }
 
-// NewShielded prepares a shim-backed podman for mode in n: fresh state and config dirs under
-// the harness work dir, removed with any containers named through Name at test cleanup.
+// NewShielded prepares a shim-backed podman for mode in n (see NewShieldedPodman) and closes
+// it at test cleanup.
 func NewShielded(t *testing.T, h *Harness, n *testnet.Net, mode Mode) *ShieldedPodman {
 	t.Helper()
-	shimDir, err := h.ShimDir()
+	sp, err := NewShieldedPodman(h, n, mode)
 	if err != nil {
 		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := sp.Close(); err != nil {
+			t.Errorf("cleanup: %v", err)
+		}
+	})
+	return sp
+}
+
+// NewShieldedPodman prepares a shim-backed podman for mode in n: fresh state and config dirs
+// under the harness work dir. Close removes them and any containers named through Name.
+func NewShieldedPodman(h *Harness, n *testnet.Net, mode Mode) (*ShieldedPodman, error) {
+	shimDir, err := h.ShimDir()
+	if err != nil {
+		return nil, err
 	}
 	suffix := make([]byte, 4)
 	_, _ = rand.Read(suffix)
 	base := filepath.Join(h.Dir, "shield-"+mode.String()+"-"+hex.EncodeToString(suffix))
 	if err := os.Mkdir(base, 0o755); err != nil {
-		t.Fatal(err)
+		return nil, fmt.Errorf("shield dirs: %w", err)
 	}
-	sp := &ShieldedPodman{StateDir: filepath.Join(base, "state"), ConfigDir: filepath.Join(base, "config")}
+	sp := &ShieldedPodman{StateDir: filepath.Join(base, "state"), ConfigDir: filepath.Join(base, "config"), base: base}
 	for _, d := range []string{sp.StateDir, sp.ConfigDir, filepath.Join(sp.ConfigDir, "profiles")} {
 		if err := os.Mkdir(d, 0o700); err != nil {
-			t.Fatal(err)
+			return nil, errors.Join(fmt.Errorf("shield dirs: %w", err), os.RemoveAll(base))
 		}
 		if mode == Rootless {
 			if err := os.Chown(d, h.User.UID, h.User.GID); err != nil {
-				t.Fatal(err)
+				return nil, errors.Join(fmt.Errorf("shield dirs: %w", err), os.RemoveAll(base))
 			}
 		}
 	}
@@ -130,19 +150,24 @@ func NewShielded(t *testing.T, h *Harness, n *testnet.Net, mode Mode) *ShieldedP
 		"TEROK_SHIELD_UPSTREAM=" + testnet.DNSV4,
 	}}
 	sp.Real = &Podman{Mode: mode, Net: n, H: h, Bin: RealPodman}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-		defer cancel()
-		if len(sp.names) > 0 {
-			if r, err := sp.Real.Run(ctx, append([]string{"rm", "-f", "--ignore"}, sp.names...)...); err != nil || r.Exit != 0 {
-				t.Errorf("cleanup containers: %v %s", err, r)
-			}
+	return sp, nil
+}
+
+// Close force-removes the containers named through Name and deletes the state and config dirs.
+func (sp *ShieldedPodman) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var errs []error
+	if len(sp.names) > 0 {
+		r, err := sp.Real.Run(ctx, append([]string{"rm", "-f", "--ignore", "--time", "5"}, sp.names...)...)
+		if err := mustExit(r, err, 0); err != nil {
+			errs = append(errs, fmt.Errorf("remove containers: %w", err))
 		}
-		if err := os.RemoveAll(base); err != nil {
-			t.Errorf("cleanup: %v", err)
-		}
-	})
-	return sp
+	}
+	if err := os.RemoveAll(sp.base); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
 }
 
 // Name returns a unique container name and removes that container at test cleanup.
