@@ -273,6 +273,28 @@ func resolverPID(t *testing.T, sp *ShieldedPodman, name string) int {
 	return pid
 }
 
+// TestShieldedCNAME: a listed name that is a CNAME of an unlisted one resolves through the
+// chain and the final address is learned (the alias is what the profile trusts), while the
+// target name asked directly is refused.
+func TestShieldedCNAME(t *testing.T) {
+	forModes(t, 2*time.Minute, func(t *testing.T, ctx context.Context, n *testnet.Net, sp *ShieldedPodman) {
+		if err := sp.WriteProfile("alias", "allowed-alias.test"); err != nil {
+			t.Fatal(err)
+		}
+		name := sp.Name("alias")
+		if err := sp.StartShielded(ctx, name, "alias"); err != nil {
+			t.Fatal(err)
+		}
+		runCases(t, ctx, sp, name, []netCase{
+			{name: "address not learned yet", args: []string{"tcp", testnet.BenchV4 + ":80"}, want: prohibited4},
+			{name: "dns target name", args: []string{"dns", "allowed.test"}, want: outcome{Result: probe.OK, Rcode: "REFUSED"}},
+			{name: "dns listed alias", args: []string{"dns", "allowed-alias.test"},
+				want: outcome{Result: probe.OK, Rcode: "NOERROR", Answers: []string{"A " + testnet.BenchV4, "CNAME allowed.test."}}},
+			{name: "tcp learned through the alias", args: []string{"tcp", testnet.BenchV4 + ":80"}, want: echoed("bench4")},
+		})
+	})
+}
+
 // TestShieldedEnvTriggers: the environment shields a run without the flag, with the default or
 // the named profiles, and --shield=false overrides it.
 func TestShieldedEnvTriggers(t *testing.T) {
@@ -295,6 +317,10 @@ func TestShieldedEnvTriggers(t *testing.T) {
 			// The default profile (dev-standard) does not list allowed.test or web4.
 			{"shield env: default profile", []string{"TEROK_SHIELD=1"}, []string{"--rm"}, []string{"dns", "allowed.test"}, refused},
 			{"shield env: raw address not in default", []string{"TEROK_SHIELD=1"}, []string{"--rm"}, []string{"tcp", testnet.EchoV4 + ":80"}, prohibited4},
+			// A user --init keeps its meaning (the gate stays PID 1 as a reaper) and the
+			// firewall holds the same.
+			{"--init: raw address from profile", nil, []string{"--rm", "--init", "--shield=e2e"}, []string{"tcp", testnet.EchoV4 + ":80"}, echoed("web4")},
+			{"--init: unlisted address", nil, []string{"--rm", "--init", "--shield=e2e"}, []string{"tcp", testnet.BenchUnlistedV4 + ":80"}, prohibited4},
 			{"--shield=false beats the env", []string{"TEROK_SHIELD=1", "TEROK_SHIELD_PROFILES=e2e"}, []string{"--rm", "--shield=false"},
 				[]string{"tcp", testnet.BenchUnlistedV4 + ":80"}, echoed("bench4-unlisted")},
 		}
