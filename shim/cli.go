@@ -29,6 +29,7 @@ type cliDeps struct {
 	getenv func(string) string
 	stdin  io.Reader
 	log    *slog.Logger
+	output string // --output: human or json
 }
 
 // runCLI serves `terok-shield ARGS` and `podman shield ARGS`.
@@ -71,12 +72,22 @@ func newRootCmd(deps *cliDeps) *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	root.PersistentFlags().StringVarP(&deps.output, "output", "o", outputHuman, "output format: human or json")
 	root.AddCommand(
 		newVersionCmd(),
 		newPreviewCmd(),
 		newHookCmd(deps),
 	)
+	root.AddCommand(controlCommands(deps)...)
 	return root
+}
+
+// shieldVersion is the module version from the build info, or "devel".
+func shieldVersion() string {
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "devel"
 }
 
 func newVersionCmd() *cobra.Command {
@@ -86,11 +97,7 @@ func newVersionCmd() *cobra.Command {
 		Example: "  terok-shield version",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			v := "devel"
-			if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-				v = bi.Main.Version
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "terok-shield %s\n", v)
+			fmt.Fprintf(cmd.OutOrStdout(), "terok-shield %s\n", shieldVersion())
 			return nil
 		},
 	}

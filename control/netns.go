@@ -1,0 +1,332 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package control
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"slices"
+	"strconv"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/terok-ai/terok-shield/dnsmasq"
+	"github.com/terok-ai/terok-shield/nft"
+	"github.com/terok-ai/terok-shield/profiles"
+	"github.com/terok-ai/terok-shield/state"
+)
+
+// OpCommand is the hidden subcommand that runs an [Op] inside a container's user and network
+// namespaces (rootless containers, see [ServeOp]).
+const OpCommand = "__netns-op"
+
+// maxOpBytes bounds an Op or Result on the wire.
+const maxOpBytes = 64 << 20
+
+// Op is what one command does inside a container's network namespace. The steps run in the
+// order of the fields: Apply (replace the table, then verify), Sync (set contents), Resolver,
+// Inspect, List. Every value is validated again where the Op runs.
+type Op struct {
+	// NetNSInode is the recorded inode of the container's network namespace; the Op refuses
+	// to run anywhere else.
+	NetNSInode uint64      `json:"netns_inode"`
+	Apply      *nft.Policy `json:"apply,omitempty"`
+	Sync       *nft.Policy `json:"sync,omitempty"`
+	Resolver   *ResolverOp `json:"resolver,omitempty"`
+	// Inspect reads the live table and verifies it against this policy.
+	Inspect *nft.Policy `json:"inspect,omitempty"`
+	List    bool        `json:"list,omitempty"`
+	// Probe builds, applies and verifies an enforce table in the Op's own namespace and
+	// ignores NetNSInode (doctor, in a fresh namespace).
+	Probe bool `json:"probe,omitempty"`
+}
+
+// ResolverOp changes the per-container resolver. Its configuration file has been written.
+type ResolverOp struct {
+	Instance dnsmasq.Instance `json:"instance"`
+	// Forget names are queried before the restart; their addresses are removed from the
+	// learned sets afterwards (a denied name).
+	Forget []string `json:"forget,omitempty"`
+	// Restart replaces a running resolver; otherwise it is only started when not running.
+	Restart bool `json:"restart,omitempty"`
+	// Lookup names are queried after the restart, which also teaches the learned sets.
+	Lookup []string `json:"lookup,omitempty"`
+}
+
+// Result is what an Op reports.
+type Result struct {
+	Err         string                  `json:"error,omitempty"`
+	Mode        string                  `json:"mode,omitempty"`  // live mode (Inspect), "inactive" without table
+	Drift       string                  `json:"drift,omitempty"` // Verify failure (Inspect)
+	Sets        []nft.SetStatus         `json:"sets,omitempty"`
+	Listing     string                  `json:"listing,omitempty"`
+	ResolverPID int                     `json:"resolver_pid,omitempty"`
+	Learned     map[string][]netip.Addr `json:"learned,omitempty"` // Lookup name → addresses
+	Purged      []netip.Addr            `json:"purged,omitempty"`  // learned addresses removed (Forget)
+	Warnings    []string                `json:"warnings,omitempty"`
+}
+
+// lookupTimeout bounds each resolver query an Op makes.
+const lookupTimeout = 2 * time.Second
+
+// validate checks an Op's values before anything runs.
+func (op *Op) validate() error {
+	for _, p := range []*nft.Policy{op.Apply, op.Sync, op.Inspect} {
+		if p == nil {
+			continue
+		}
+		if _, err := nft.Build(*p); err != nil {
+			return err
+		}
+	}
+	if r := op.Resolver; r != nil {
+		for _, n := range slices.Concat(r.Forget, r.Lookup) {
+			if v, err := profiles.ValidateDomain(n); err != nil || v != n {
+				return fmt.Errorf("resolver name %q is not a valid domain", n)
+			}
+		}
+	}
+	return nil
+}
+
+// RunOp executes op with the nft target t; netnsPath names the same namespace for processes
+// started in it (the resolver). The caller has checked that t is the container's namespace.
+func RunOp(ctx context.Context, t nft.Target, netnsPath string, op Op) Result {
+	var res Result
+	if err := op.validate(); err != nil {
+		res.Err = err.Error()
+		return res
+	}
+	fail := func(err error) Result { res.Err = err.Error(); return res }
+	if op.Probe {
+		rs, _ := nft.Build(nft.Policy{Mode: nft.ModeUp, Upstreams: []netip.Addr{netip.MustParseAddr("192.0.2.53")}})
+		if err := nft.Apply(ctx, t, rs); err != nil {
+			return fail(err)
+		}
+		if err := nft.Verify(ctx, t, rs); err != nil {
+			return fail(err)
+		}
+	}
+	if op.Apply != nil {
+		rs, _ := nft.Build(*op.Apply)
+		if err := nft.Apply(ctx, t, rs); err != nil {
+			return fail(err)
+		}
+		if err := nft.Verify(ctx, t, rs); err != nil {
+			return fail(fmt.Errorf("ruleset applied but does not verify: %w", err))
+		}
+	}
+	if op.Sync != nil {
+		rs, _ := nft.Build(*op.Sync)
+		if err := nft.SyncSets(ctx, t, rs); err != nil {
+			return fail(err)
+		}
+	}
+	if r := op.Resolver; r != nil {
+		if err := runResolver(ctx, t, netnsPath, r, &res); err != nil {
+			return fail(err)
+		}
+	}
+	if op.Inspect != nil {
+		st, err := nft.Inspect(ctx, t)
+		if err != nil {
+			return fail(err)
+		}
+		res.Mode, res.Sets = st.Mode.String(), st.Sets
+		if st.Mode != nft.ModeInactive {
+			rs, _ := nft.Build(*op.Inspect)
+			if err := nft.Verify(ctx, t, rs); err != nil {
+				res.Drift = err.Error()
+			}
+		}
+	}
+	if op.List {
+		l, err := nft.List(ctx, t)
+		if err != nil && !errors.Is(err, nft.ErrNoTable) {
+			return fail(err)
+		}
+		res.Listing = l
+	}
+	return res
+}
+
+func runResolver(ctx context.Context, t nft.Target, netnsPath string, r *ResolverOp, res *Result) error {
+	var forget []netip.Addr
+	for _, n := range r.Forget {
+		// The old resolver still answers for the name; what it returns is what it taught
+		// the learned sets.
+		addrs, _ := lookup(ctx, n)
+		forget = append(forget, addrs...)
+	}
+	var pid int
+	var err error
+	if r.Restart {
+		pid, err = dnsmasq.Restart(ctx, netnsPath, r.Instance)
+	} else {
+		pid, err = dnsmasq.Start(ctx, netnsPath, r.Instance)
+	}
+	if err != nil {
+		return fmt.Errorf("resolver: %w", err)
+	}
+	res.ResolverPID = pid
+	if len(forget) > 0 {
+		ps := make([]netip.Prefix, len(forget))
+		for i, a := range forget {
+			ps[i] = netip.PrefixFrom(a, a.BitLen())
+		}
+		if err := nft.DeleteElements(ctx, t, nft.KindLearned, ps); err != nil {
+			return err
+		}
+		res.Purged = forget
+	}
+	for _, n := range r.Lookup {
+		addrs, err := lookup(ctx, n)
+		if err != nil {
+			res.Warnings = append(res.Warnings, fmt.Sprintf("%s: no addresses yet (%v)", n, err))
+			continue
+		}
+		if res.Learned == nil {
+			res.Learned = map[string][]netip.Addr{}
+		}
+		res.Learned[n] = addrs
+	}
+	return nil
+}
+
+// lookup asks the container's resolver (127.0.0.1:53 in the current namespace) for name's
+// addresses; the answer is what the resolver adds to the learned sets.
+func lookup(ctx context.Context, name string) ([]netip.Addr, error) {
+	ctx, cancel := context.WithTimeout(ctx, lookupTimeout)
+	defer cancel()
+	r := &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, network, "127.0.0.1:53")
+	}}
+	addrs, err := r.LookupNetIP(ctx, "ip", name+".")
+	if err != nil {
+		return nil, err
+	}
+	for i := range addrs {
+		addrs[i] = addrs[i].Unmap()
+	}
+	slices.SortFunc(addrs, netip.Addr.Compare)
+	return slices.Compact(addrs), nil
+}
+
+// ServeOp is the child side of the rootless path: nsenter has put this process into the
+// container's user and network namespaces. It reads an Op from in, checks that the current
+// network namespace is the recorded one, runs it and writes the Result to out. The returned
+// error is only about the exchange itself.
+func ServeOp(ctx context.Context, in io.Reader, out io.Writer) error {
+	var op Op
+	dec := json.NewDecoder(io.LimitReader(in, maxOpBytes))
+	dec.DisallowUnknownFields()
+	var res Result
+	if err := dec.Decode(&op); err != nil {
+		res.Err = fmt.Sprintf("decode operation: %v", err)
+	} else if ino, err := netnsInode("/proc/self/ns/net"); err != nil {
+		res.Err = err.Error()
+	} else if !op.Probe && ino != op.NetNSInode {
+		res.Err = fmt.Sprintf("network namespace %d is not the container's (%d)", ino, op.NetNSInode)
+	} else {
+		res = RunOp(ctx, nft.Target{}, "/proc/self/ns/net", op)
+	}
+	return json.NewEncoder(out).Encode(res)
+}
+
+func netnsInode(path string) (uint64, error) {
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return 0, fmt.Errorf("stat %s: %w", path, err)
+	}
+	return st.Ino, nil
+}
+
+// runner runs an Op in one container's network namespace.
+type runner func(ctx context.Context, op Op) (Result, error)
+
+// direct returns a runner that enters the namespace from this process (root, or a process
+// with CAP_SYS_ADMIN over the namespace's owner). The namespace is opened once and its inode
+// checked against the identity, so a pid reused after the check cannot redirect the Op.
+func direct(id state.NetNSIdentity) runner {
+	return func(ctx context.Context, op Op) (Result, error) {
+		fd, err := unix.Open("/proc/"+strconv.Itoa(id.PID)+"/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return Result{}, fmt.Errorf("open container network namespace: %w", err)
+		}
+		defer unix.Close(fd)
+		var st unix.Stat_t
+		if err := unix.Fstat(fd, &st); err != nil {
+			return Result{}, fmt.Errorf("open container network namespace: %w", err)
+		}
+		if st.Ino != id.NetNSInode {
+			return Result{}, errNotRunning
+		}
+		path := "/proc/self/fd/" + strconv.Itoa(fd)
+		res := RunOp(ctx, nft.Target{NetNSPath: path}, path, op)
+		if res.Err != "" {
+			return res, errors.New(res.Err)
+		}
+		return res, nil
+	}
+}
+
+// errNotRunning is turned into "container X is not running" by the caller.
+var errNotRunning = errors.New("not running")
+
+// viaNsenter returns a runner that re-executes exe under nsenter in the container's user and
+// network namespaces: a Go process cannot join a user namespace itself (it is multithreaded).
+func viaNsenter(nsenter, exe string, id state.NetNSIdentity) runner {
+	return func(ctx context.Context, op Op) (Result, error) {
+		return runChild(ctx, exec.CommandContext(ctx, nsenter, "--target", strconv.Itoa(id.PID), "--user", "--net",
+			"--preserve-credentials", "--", exe, OpCommand), op)
+	}
+}
+
+// runChild runs cmd (which serves OpCommand) with op on stdin and decodes its Result.
+func runChild(ctx context.Context, cmd *exec.Cmd, op Op) (Result, error) {
+	in, err := json.Marshal(op)
+	if err != nil {
+		return Result{}, fmt.Errorf("encode operation: %w", err)
+	}
+	var stdout, stderr bytes.Buffer
+	cmd.Stdin = bytes.NewReader(in)
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	cmd.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	runErr := cmd.Run()
+	var res Result
+	if err := json.NewDecoder(io.LimitReader(&stdout, maxOpBytes)).Decode(&res); err != nil {
+		msg := bytes.TrimSpace(stderr.Bytes())
+		if runErr != nil {
+			return Result{}, fmt.Errorf("enter container namespaces: %w: %s", runErr, msg)
+		}
+		return Result{}, fmt.Errorf("enter container namespaces: bad reply: %w: %s", err, msg)
+	}
+	if res.Err != "" {
+		return res, errors.New(res.Err)
+	}
+	if runErr != nil {
+		return res, fmt.Errorf("enter container namespaces: %w", runErr)
+	}
+	return res, ctx.Err()
+}
+
+// executable returns the absolute path of the running binary, for re-execution.
+func executable() (string, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return "", fmt.Errorf("locate own binary: %w", err)
+	}
+	return exe, nil
+}
