@@ -54,13 +54,6 @@ func rangeElems(rs []addrRange) []nftables.SetElement {
 	return out
 }
 
-func specElems(s setSpec) []nftables.SetElement {
-	if s.kind == setInterval {
-		return rangeElems(s.ranges)
-	}
-	return addrElems(s.addrs)
-}
-
 // Apply replaces the table in t's namespace with r.
 //
 // The first transaction deletes any previous table and creates the new one.
@@ -81,53 +74,46 @@ func apply(ctx context.Context, s *session, r *Ruleset) error {
 	if r == nil {
 		return errors.New("apply table: nil ruleset")
 	}
-	c := s.c
-	tbl := table()
 	// Delete only an existing table: a delete in the batch makes the kernel
 	// defer freeing behind an RCU grace period, which closing the socket
 	// then waits for (several ms); a fresh namespace needs no delete.
-	tables, err := c.ListTablesOfFamily(nftables.TableFamilyINet)
+	tables, err := s.c.ListTablesOfFamily(nftables.TableFamilyINet)
 	if err != nil {
 		return fmt.Errorf("apply table: list tables: %w", err)
 	}
+	var tx rawTx
 	if slices.ContainsFunc(tables, func(t *nftables.Table) bool { return t.Name == TableName }) {
-		c.DelTable(tbl)
+		tx.delTable()
 	}
-	c.AddTable(tbl)
+	tx.newTable()
 	nelems := 0
 	for _, spec := range r.sets {
 		nelems += len(spec.addrs) + 2*len(spec.ranges)
 	}
 	bulk := nelems > bulkThreshold
-	sets := make([]*nftables.Set, len(r.sets))
+	var payloads [][]byte
 	for i, spec := range r.sets {
-		sets[i] = nlSet(spec)
-		var elems []nftables.SetElement
-		if !bulk {
-			elems = specElems(spec)
-		}
-		if err := c.AddSet(sets[i], elems); err != nil {
-			return fmt.Errorf("apply table: add set %s: %w", spec.name, err)
+		tx.newSet(spec, uint32(i+1))
+		payloads = append(payloads, elemPayloads(spec)...)
+	}
+	if !bulk {
+		for _, p := range payloads {
+			tx.newElems(p)
 		}
 	}
-	var output *nftables.Chain
 	for _, ch := range r.chains {
 		policy, rules := ch.policy, ch.rules
-		nc := &nftables.Chain{Name: ch.name, Table: tbl, Type: nftables.ChainTypeFilter,
-			Hooknum: ch.hook, Priority: nftables.ChainPriorityFilter, Policy: &policy}
 		if bulk && ch.name == "output" {
-			output = nc
-			drop := nftables.ChainPolicyDrop
-			nc = &nftables.Chain{Name: ch.name, Table: tbl, Type: nftables.ChainTypeFilter,
-				Hooknum: ch.hook, Priority: nftables.ChainPriorityFilter, Policy: &drop}
-			rules = []rule{mk(oifname("lo"), verdict(expr.VerdictAccept))}
+			policy, rules = nftables.ChainPolicyDrop, []rule{mk(oifname("lo"), verdict(expr.VerdictAccept))}
 		}
-		c.AddChain(nc)
-		for _, rl := range rules {
-			c.AddRule(&nftables.Rule{Table: tbl, Chain: nc, Exprs: rl.exprs})
+		tx.newChain(ch.name, ch.hook, policy)
+		for i, rl := range rules {
+			if err := tx.newRule(ch.name, rl.exprs); err != nil {
+				return fmt.Errorf("apply table: chain %s rule %d: %w", ch.name, i+1, err)
+			}
 		}
 	}
-	if err := c.Flush(); err != nil {
+	if err := tx.commit(s); err != nil {
 		return fmt.Errorf("apply table: create table %s: %w", TableName, err)
 	}
 	if !bulk {
@@ -136,33 +122,31 @@ func apply(ctx context.Context, s *session, r *Ruleset) error {
 	// Bulk: the table is in place but closed (output policy drop, only
 	// loopback accepted). Load the elements in transactions that fit the
 	// socket buffer, then swap in the real output rules and policy.
-	var payloads [][]byte
-	for _, spec := range r.sets {
-		payloads = append(payloads, elemPayloads(spec)...)
-	}
-	if _, err := s.rawConn(); err != nil {
-		return fmt.Errorf("apply table: %w", err)
-	}
 	txs := groupPayloads(payloads, s.rawBudget())
-	for i, tx := range txs {
+	for i, group := range txs {
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("apply table: load elements (table left closed): %w", err)
 		}
-		if err := sendPayloadTx(s, tx); err != nil {
+		for _, p := range group {
+			tx.newElems(p)
+		}
+		if err := tx.commit(s); err != nil {
 			return fmt.Errorf("apply table: load elements batch %d/%d (table left closed): %w", i+1, len(txs), err)
 		}
 	}
-	c.FlushChain(output)
-	c.AddChain(output) // updates the policy of the existing chain
 	for _, ch := range r.chains {
 		if ch.name != "output" {
 			continue
 		}
-		for _, rl := range ch.rules {
-			c.AddRule(&nftables.Rule{Table: tbl, Chain: output, Exprs: rl.exprs})
+		tx.flushChain(ch.name)
+		tx.newChain(ch.name, ch.hook, ch.policy) // updates the existing chain's policy
+		for i, rl := range ch.rules {
+			if err := tx.newRule(ch.name, rl.exprs); err != nil {
+				return fmt.Errorf("apply table: chain %s rule %d: %w", ch.name, i+1, err)
+			}
 		}
 	}
-	if err := c.Flush(); err != nil {
+	if err := tx.commit(s); err != nil {
 		return fmt.Errorf("apply table: install output rules (table left closed): %w", err)
 	}
 	return nil

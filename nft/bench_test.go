@@ -122,8 +122,9 @@ func benchAddr(i int) netip.Addr {
 }
 
 // BenchmarkElement100k measures adding and removing one element in a set
-// that already holds 100k entries: ours (hash set, netlink) versus the
-// original (`nft add/delete element` into its interval set).
+// that already holds 100k entries: ours (hash set, netlink; one-shot calls
+// and through an open Conn) versus the original (`nft add/delete element`
+// into its interval set). Deletes run after the adds of the same addresses.
 func BenchmarkElement100k(b *testing.B) {
 	requirePrivileged(b)
 	ctx := context.Background()
@@ -140,6 +141,26 @@ func BenchmarkElement100k(b *testing.B) {
 	}
 	nftIn(b, orig, "", "-f", file)
 	for _, op := range []string{"add", "delete"} {
+		b.Run("ours-conn/"+op, func(b *testing.B) {
+			c, err := Open(ctx, ours)
+			if err != nil {
+				b.Fatalf("Open: %v", err)
+			}
+			defer c.Close()
+			i := 1 << 15
+			for b.Loop() {
+				a := netip.PrefixFrom(benchAddr(i), 32)
+				i++
+				if op == "add" {
+					err = c.AddElements(ctx, KindAllow, []netip.Prefix{a})
+				} else {
+					err = c.DeleteElements(ctx, KindAllow, []netip.Prefix{a})
+				}
+				if err != nil {
+					b.Fatalf("%s element: %v", op, err)
+				}
+			}
+		})
 		b.Run("ours/"+op, func(b *testing.B) {
 			i := 0
 			for b.Loop() {

@@ -5,6 +5,8 @@ package nft
 import (
 	"context"
 	"errors"
+	"github.com/google/nftables"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -57,4 +59,32 @@ func TestConn(t *testing.T) {
 	if _, err := Open(ctx, Target{NetNSPath: "/nonexistent/netns"}); err == nil {
 		t.Errorf("Open(nonexistent netns) succeeded, want error")
 	}
+}
+
+// TestCommitReportsErrors checks that a transaction acknowledged only on its
+// last message still reports a failure in an earlier one, and applies nothing.
+func TestCommitReportsErrors(t *testing.T) {
+	ctx := context.Background()
+	target := newNetNS(t)
+	err := target.do(ctx, func(s *session) error {
+		var tx rawTx
+		tx.newTable()
+		tx.newChain("output", mustHook(t), 0)
+		if err := tx.newRule("output", daddrSet(false, "no_such_set").exprs); err != nil {
+			return err
+		}
+		tx.newChain("input", mustHook(t), 0)
+		return tx.commit(s)
+	})
+	if err == nil || !strings.Contains(err.Error(), "no such file or directory") {
+		t.Errorf("commit with a lookup of a missing set = %v, want ENOENT", err)
+	}
+	if st, err := Inspect(ctx, target); err != nil || st.Mode != ModeInactive {
+		t.Errorf("after failed commit: Inspect = %+v, %v, want no table", st, err)
+	}
+}
+
+func mustHook(t *testing.T) *nftables.ChainHook {
+	t.Helper()
+	return nftables.ChainHookOutput
 }

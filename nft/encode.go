@@ -4,9 +4,7 @@ package nft
 
 import (
 	"encoding/binary"
-	"fmt"
 
-	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 )
 
@@ -95,34 +93,6 @@ func elemPayloads(spec setSpec) [][]byte {
 	}
 	flush()
 	return out
-}
-
-// sendPayloadTx commits NEWSETELEM payloads in one transaction on the
-// session's raw socket.
-func sendPayloadTx(s *session, payloads [][]byte) error {
-	nc, err := s.rawConn()
-	if err != nil {
-		return err
-	}
-	batchHdr := []byte{unix.AF_UNSPEC, 0, 0, unix.NFNL_SUBSYS_NFTABLES}
-	msgs := make([]netlink.Message, 0, len(payloads)+2)
-	msgs = append(msgs, netlink.Message{Header: netlink.Header{Type: netlink.HeaderType(unix.NFNL_MSG_BATCH_BEGIN), Flags: netlink.Request}, Data: batchHdr})
-	for _, p := range payloads {
-		msgs = append(msgs, netlink.Message{
-			Header: netlink.Header{Type: netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_NEWSETELEM), Flags: netlink.Request | netlink.Acknowledge | netlink.Create},
-			Data:   p,
-		})
-	}
-	msgs = append(msgs, netlink.Message{Header: netlink.Header{Type: netlink.HeaderType(unix.NFNL_MSG_BATCH_END), Flags: netlink.Request}, Data: batchHdr})
-	if _, err := nc.SendMessages(msgs); err != nil {
-		return fmt.Errorf("send element batch: %w", err)
-	}
-	for range payloads {
-		if _, err := nc.Receive(); err != nil {
-			return fmt.Errorf("commit element batch: %w", err)
-		}
-	}
-	return nil
 }
 
 // msgBudget bounds the element bytes of one netlink message: the element

@@ -29,6 +29,7 @@ type session struct {
 	raw       *netlink.Conn // opened on demand by rawConn
 	sndbuf    int           // effective SO_SNDBUF of c, as reported by the kernel
 	rawSndbuf int           // effective SO_SNDBUF of raw
+	seq       uint32        // last sequence number used on raw
 }
 
 // growSendBuffer asks for a large send buffer and returns the size granted:
