@@ -16,6 +16,7 @@ import (
 	"strings"
 
 	"github.com/terok-ai/terok-shield/argparse"
+	"github.com/terok-ai/terok-shield/config"
 )
 
 // Environment variables that shield a run/create. They are not PODMAN_-prefixed on purpose:
@@ -35,8 +36,34 @@ type Decision struct {
 }
 
 // Decide applies the trigger precedence: the --shield flag, then TEROK_SHIELD_PROFILES, then
-// TEROK_SHIELD. A --shield=false flag unshields even when the environment asks for it.
-func Decide(inv *argparse.Invocation, getenv func(string) string) (Decision, error) {
+// TEROK_SHIELD, then the first matching rule of config.yml, then its shield.default. A
+// --shield=false flag unshields even when the environment or the config asks for a shield. A
+// trigger without profiles of its own uses the config's default profiles. cfg may be nil.
+func Decide(inv *argparse.Invocation, getenv func(string) string, cfg *config.Config) (Decision, error) {
+	d, err := decideTrigger(inv, getenv)
+	if err != nil || cfg == nil {
+		return d, err
+	}
+	if d.Source == "" && !slices.Contains([]string{"false", "0"}, lastShimValue(inv)) {
+		if profs, shield, _ := cfg.Match(Image(inv), UserName(inv)); shield {
+			d.Shield, d.Source, d.Profiles = true, "config", profs
+		}
+	}
+	if d.Shield && len(d.Profiles) == 0 {
+		d.Profiles = slices.Clone(cfg.DefaultProfiles)
+	}
+	return d, nil
+}
+
+func lastShimValue(inv *argparse.Invocation) string {
+	fl := inv.Lookup(ShimFlag)
+	if len(fl) == 0 {
+		return ""
+	}
+	return strings.TrimSpace(fl[len(fl)-1].Value)
+}
+
+func decideTrigger(inv *argparse.Invocation, getenv func(string) string) (Decision, error) {
 	var d Decision
 	for _, f := range inv.Lookup(ShimFlag) {
 		d.FlagIdx = append(d.FlagIdx, f.Tokens()...)

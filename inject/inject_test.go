@@ -13,6 +13,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/terok-ai/terok-shield/argparse"
+	"github.com/terok-ai/terok-shield/config"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
@@ -59,7 +60,7 @@ func TestDecide(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := Decide(parse(t, "", tt.argv...), tt.env)
+			got, err := Decide(parse(t, "", tt.argv...), tt.env, nil)
 			if tt.errSub != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.errSub) {
 					t.Fatalf("Decide(%q) error = %v, want one containing %q", tt.argv, err, tt.errSub)
@@ -156,7 +157,7 @@ func TestRewriteGolden(t *testing.T) {
 		for _, tt := range tests {
 			t.Run(version+"/"+tt.name, func(t *testing.T) {
 				inv := parse(t, version, tt.argv...)
-				dec, err := Decide(inv, env())
+				dec, err := Decide(inv, env(), nil)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -208,4 +209,43 @@ func isSubsequence(sub, s []string) bool {
 		}
 	}
 	return i == len(sub)
+}
+
+func TestDecideWithConfig(t *testing.T) {
+	cfg := config.Defaults()
+	cfg.DefaultProfiles = []string{"dev-python"}
+	cfg.Shield.Rules = []config.Rule{
+		{Image: "docker.io/library/python*", Profiles: []string{"dev-python", "api"}, Shield: true},
+		{Name: "trusted-*", Shield: false},
+		{Image: "*agent*", Shield: true},
+	}
+	tests := []struct {
+		name string
+		argv []string
+		env  func(string) string
+		def  bool
+		want Decision
+	}{
+		{"rule by image", []string{"run", "docker.io/library/python:3"}, env(), false, Decision{Shield: true, Source: "config", Profiles: []string{"dev-python", "api"}}},
+		{"rule without profiles takes defaults", []string{"run", "ghcr.io/x/agent:1"}, env(), false, Decision{Shield: true, Source: "config", Profiles: []string{"dev-python"}}},
+		{"no rule, default off", []string{"run", "alpine"}, env(), false, Decision{}},
+		{"no rule, default on", []string{"run", "alpine"}, env(), true, Decision{Shield: true, Source: "config", Profiles: []string{"dev-python"}}},
+		{"name rule unshields even with default on", []string{"run", "--name", "trusted-ci", "agent"}, env(), true, Decision{}},
+		{"env beats rule", []string{"run", "docker.io/library/python:3"}, env(EnvProfiles, "dev-node"), false, Decision{Shield: true, Source: "env", Profiles: []string{"dev-node"}}},
+		{"env without profiles takes config defaults", []string{"run", "alpine"}, env(EnvShield, "1"), false, Decision{Shield: true, Source: "env", Profiles: []string{"dev-python"}}},
+		{"flag false beats config", []string{"run", "--shield=false", "ghcr.io/x/agent:1"}, env(), true, Decision{FlagIdx: []int{1}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := *cfg
+			c.Shield.Default = tt.def
+			got, err := Decide(parse(t, "", tt.argv...), tt.env, &c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("Decide(%q) (-want +got):\n%s", tt.argv, diff)
+			}
+		})
+	}
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/terok-ai/terok-shield/argparse"
 	"github.com/terok-ai/terok-shield/audit"
+	"github.com/terok-ai/terok-shield/config"
 	"github.com/terok-ai/terok-shield/dnsmasq"
 	"github.com/terok-ai/terok-shield/hook"
 	"github.com/terok-ai/terok-shield/inject"
@@ -31,7 +32,7 @@ const defaultHooksDir = "/usr/share/containers/oci/hooks.d"
 
 // prepareShielded writes the state bundle and hooks.d descriptors for a shielded run/create
 // and returns the argv (without argv[0]) for the real podman.
-func prepareShielded(inv *argparse.Invocation, dec inject.Decision, getenv func(string) string) ([]string, error) {
+func prepareShielded(inv *argparse.Invocation, dec inject.Decision, cfg *config.Config, getenv func(string) string) ([]string, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, fmt.Errorf("terok-shield: locate own binary: %w", err)
@@ -58,7 +59,7 @@ func prepareShielded(inv *argparse.Invocation, dec inject.Decision, getenv func(
 	if err != nil {
 		return nil, fmt.Errorf("terok-shield: %w", err)
 	}
-	upstreams, err := upstreamsFor(getenv)
+	upstreams, err := upstreamsFor(getenv, cfg.Resolver.Upstream)
 	if err != nil {
 		return nil, err
 	}
@@ -91,7 +92,17 @@ func prepareShielded(inv *argparse.Invocation, dec inject.Decision, getenv func(
 		d.Profiles = set.Profiles
 		d.Resolved = state.EntriesOf(set)
 		d.Mode = state.ModeUp
-		d.Resolver = state.Resolver{Tier: state.TierDnsmasq, Upstreams: upstreams}
+		d.Resolver = state.Resolver{
+			Tier:       state.TierDnsmasq,
+			Upstreams:  upstreams,
+			LearnedTTL: state.Duration(cfg.Resolver.LearnedTTL),
+		}
+		if len(cfg.LoopbackPorts) > 0 {
+			d.Resolver.HostGateways = hostGateways()
+			for _, p := range cfg.LoopbackPorts {
+				d.Resolver.HostPorts = append(d.Resolver.HostPorts, uint16(p))
+			}
+		}
 		d.NetNS = nil
 		return nil
 	})
@@ -121,9 +132,17 @@ func prepareShielded(inv *argparse.Invocation, dec inject.Decision, getenv func(
 	return inject.Rewrite(inv, dec, plan), nil
 }
 
-// upstreamsFor picks the resolver's upstream: $TEROK_SHIELD_UPSTREAM, else slirp4netns's DNS
-// forwarder for rootless podman, else the host's first non-loopback nameserver.
-func upstreamsFor(getenv func(string) string) ([]netip.Addr, error) {
+// hostGateways returns the addresses under which a container reaches the host's loopback:
+// slirp4netns's 10.0.2.2 for rootless podman (the shim never adds allow_host_loopback, so the
+// ruleset's host-port rules only matter where the operator enabled it), pasta's mapped address.
+func hostGateways() []netip.Addr {
+	return []netip.Addr{netip.MustParseAddr("10.0.2.2"), netip.MustParseAddr("169.254.1.2")}
+}
+
+// upstreamsFor picks the resolver's upstream: $TEROK_SHIELD_UPSTREAM, else config.yml's
+// resolver.upstream, else slirp4netns's DNS forwarder for rootless podman, else the host's first
+// non-loopback nameserver.
+func upstreamsFor(getenv func(string) string, configured []netip.Addr) ([]netip.Addr, error) {
 	if v := getenv(EnvUpstream); v != "" {
 		var out []netip.Addr
 		for _, s := range strings.Split(v, ",") {
@@ -134,6 +153,9 @@ func upstreamsFor(getenv func(string) string) ([]netip.Addr, error) {
 			out = append(out, a.Unmap())
 		}
 		return out, nil
+	}
+	if len(configured) > 0 {
+		return configured, nil
 	}
 	if os.Geteuid() != 0 {
 		return []netip.Addr{netip.MustParseAddr("10.0.2.3")}, nil

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 
 	"github.com/terok-ai/terok-shield/argparse"
+	"github.com/terok-ai/terok-shield/config"
 	"github.com/terok-ai/terok-shield/inject"
 	"github.com/terok-ai/terok-shield/state"
 )
@@ -35,7 +36,16 @@ func runShim(args, env []string, stdin io.Reader, stdout, stderr io.Writer) int 
 	if inv.Canonical != "run" && inv.Canonical != "create" {
 		return passThrough(args, env, stderr)
 	}
-	dec, err := inject.Decide(inv, getenv)
+	// A config that cannot be read might hold the rule that shields this run: refuse rather
+	// than guess. Without HOME or XDG_CONFIG_HOME there is no config, only defaults.
+	cfg := config.Defaults()
+	if cfgPath, err := config.DefaultPath(getenv); err == nil {
+		if cfg, err = config.Load(cfgPath); err != nil {
+			fmt.Fprintf(stderr, "terok-shield: %v\n", err)
+			return 125
+		}
+	}
+	dec, err := inject.Decide(inv, getenv, cfg)
 	if err != nil {
 		fmt.Fprintf(stderr, "terok-shield: %v\n", err)
 		return 125
@@ -46,7 +56,7 @@ func runShim(args, env []string, stdin io.Reader, stdout, stderr io.Writer) int 
 		}
 		return passThrough(args, env, stderr)
 	}
-	newArgs, err := prepareShielded(inv, dec, getenv)
+	newArgs, err := prepareShielded(inv, dec, cfg, getenv)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 125
