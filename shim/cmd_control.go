@@ -17,6 +17,7 @@ import (
 
 	"github.com/terok-ai/terok-shield/argparse"
 	"github.com/terok-ai/terok-shield/audit"
+	"github.com/terok-ai/terok-shield/config"
 	"github.com/terok-ai/terok-shield/control"
 	"github.com/terok-ai/terok-shield/inject"
 	"github.com/terok-ai/terok-shield/profiles"
@@ -432,7 +433,18 @@ func prepareArgs(name string, profileList []string, getenv func(string) string) 
 	if err != nil {
 		return nil, err
 	}
-	rewritten, err := prepareShielded(inv, inject.Decision{Shield: true, Profiles: profileList, Source: "flag"}, getenv)
+	cfgPath, err := config.DefaultPath(getenv)
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := config.Load(cfgPath)
+	if err != nil {
+		return nil, err
+	}
+	if len(profileList) == 0 {
+		profileList = cfg.DefaultProfiles
+	}
+	rewritten, err := prepareShielded(inv, inject.Decision{Shield: true, Profiles: profileList, Source: "flag"}, cfg, getenv)
 	if err != nil {
 		return nil, err
 	}
