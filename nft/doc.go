@@ -85,12 +85,35 @@
 // A mode switch replaces the whole table (the caller passes the full Policy
 // again); learned entries are lost and repopulate on the next DNS answers.
 //
+// # Netlink mechanics
+//
+// Table loads are encoded here (rawtx.go, encode.go) rather than through
+// google/nftables.Conn, whose Flush asks for an echo of every rule and an ack
+// for every message; reading those back cost several milliseconds per load.
+// A transaction requests an ack on its last message only and reads error
+// messages until that ack; the kernel reports any failing message and aborts
+// the whole transaction. Reads (Verify, Inspect, List) and small element
+// changes use google/nftables. Up to 2048 elements a load is one
+// transaction; above, the first transaction creates the table with the
+// output chain closed (policy drop, only loopback accepted), the elements
+// follow in transactions sized to the socket send buffer (one nested element
+// list is at most 60 kB; an unprivileged namespace cannot raise the buffer
+// past net.core.wmem_max), and the last transaction installs the real output
+// rules and policy. A failure part-way leaves the namespace closed.
+//
 // After a transaction that deleted objects (a table replacement, element
 // deletes) the kernel frees them after an RCU grace period, and closing a
-// netfilter netlink socket waits for that. Operations report their result
-// before closing, so the wait is off the reported path, but the next
-// operation in the same namespace (or process exit) absorbs it. A long-lived
-// Conn avoids the close altogether.
+// netfilter netlink socket waits for that (nf_tables' NETLINK_URELEASE
+// handler flushes the destroy work under the commit mutex). Operations
+// report their result before closing, but the next operation in the same
+// namespace, or process exit, absorbs the wait (about 10 ms here). A
+// long-lived Conn avoids the close between operations. A fresh namespace
+// needs no table delete, so the hook's first Apply pays nothing.
+//
+// Right after a bulk load the kernel grows the hash sets' rhashtables in the
+// background; a dump taken meanwhile can skip elements (lookups are not
+// affected). Verify re-reads for up to a second before reporting missing
+// hash-set elements as drift; Inspect and List report what the dump saw.
 //
 // This package makes no API stability promise.
 package nft
