@@ -47,12 +47,15 @@
 //     use dnsmasq's nftset=/example.com/ (which matches the name and its
 //     subdomains) must consult [Entry.Kind].
 //
-// After normalisation a name consists only of labels of [a-z0-9_-]
+// After normalisation a name consists only of labels of [a-z0-9-]
 // separated by single dots: each label 1..63 bytes, not starting or ending
 // with '-', the whole name at most 253 bytes, at least two labels, and a
-// last label that is not all digits. Underscores are accepted because
-// service labels such as "_acme-challenge" are legitimate DNS names; they
-// carry no meaning in dnsmasq or nft syntax. So no accepted name can carry
+// last label that is neither all digits nor "local". Underscores (service
+// labels such as "_acme-challenge") are rejected: the per-container
+// resolver filters queries with dnsmasq's connmark-allowlist patterns, which
+// cannot express them, and a name the resolver cannot serve must fail when
+// the profile is read, not when the container starts. So no accepted name
+// can carry
 // '/', '#', ',', white space, control characters or quotes into a dnsmasq
 // or nft configuration.
 //

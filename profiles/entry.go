@@ -297,7 +297,10 @@ func ValidateDomain(s string) (string, error) {
 	for i := 0; i <= len(name); i++ {
 		if i < len(name) && name[i] != '.' {
 			c := name[i]
-			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			if c == '_' {
+				return bad("underscores are not supported (the per-container resolver's name patterns cannot express them)")
+			}
+			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
 				return bad(fmt.Sprintf("invalid character %s", quoteByte(c)))
 			}
 			continue
@@ -320,6 +323,9 @@ func ValidateDomain(s string) (string, error) {
 	last := name[strings.LastIndexByte(name, '.')+1:]
 	if strings.Trim(last, "0123456789") == "" {
 		return bad("last label is all digits")
+	}
+	if last == "local" {
+		return bad(`".local" names are multicast DNS, not resolvable through the resolver`)
 	}
 	return name, nil
 }

@@ -35,7 +35,6 @@ func TestParseLine(t *testing.T) {
 		{name: "idn", line: "Bücher.example", want: dom("xn--bcher-kva.example"), wantOK: true},
 		{name: "idn fullwidth dot", line: "bücher。example", want: dom("xn--bcher-kva.example"), wantOK: true},
 		{name: "a-label", line: "xn--bcher-kva.example", want: dom("xn--bcher-kva.example"), wantOK: true},
-		{name: "underscore", line: "_acme-challenge.example.com", want: dom("_acme-challenge.example.com"), wantOK: true},
 		{name: "hyphen inside", line: "a-b.example.org", want: dom("a-b.example.org"), wantOK: true},
 		{name: "digits label", line: "1e100.net", want: dom("1e100.net"), wantOK: true},
 		{name: "wildcard", line: "*.example.com", want: wild("example.com"), wantOK: true},
@@ -50,6 +49,8 @@ func TestParseLine(t *testing.T) {
 		{name: "ipv6 comment", line: "2001:db8::1 # doc", want: pfx("2001:db8::1/128"), wantOK: true},
 		{name: "all v4", line: "0.0.0.0/0", want: pfx("0.0.0.0/0"), wantOK: true},
 
+		{name: "underscore", line: "_acme-challenge.example.com", wantErr: "underscores are not supported"},
+		{name: "local tld", line: "printer.local", wantErr: "multicast DNS"},
 		{name: "two entries", line: "a.com b.com", wantErr: "more than one entry"},
 		{name: "hash without space", line: "github.com#x", wantErr: `invalid character '#'`},
 		{name: "slash in name", line: "a/b.com", wantErr: `invalid character '/'`},

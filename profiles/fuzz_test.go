@@ -23,7 +23,7 @@ func isNameByte(c byte) bool {
 }
 
 // FuzzParseLine checks that ParseLine never panics, that accepted names
-// contain only [a-z0-9._-] (so they cannot inject into nft or dnsmasq
+// contain only [a-z0-9.-] (so they cannot inject into nft or dnsmasq
 // configuration) and that every accepted entry round-trips through String.
 func FuzzParseLine(f *testing.F) {
 	fuzzSeeds(f)

@@ -36,7 +36,7 @@ func TestParse(t *testing.T) {
 func TestParseErrors(t *testing.T) {
 	tests := []struct{ name, in, want string }{
 		{"bad domain", "ok.com\n\n# c\na..b\n", `my.txt:4: invalid domain "a..b": empty label`},
-		{"first line", "bad_\n", `my.txt:1: invalid domain "bad_": a single label`},
+		{"first line", "bad-\n", `my.txt:1: invalid domain "bad-": label "bad-" starts or ends with '-'`},
 		{"port", "x.com\nx.com:80\n", `my.txt:2: "x.com:80": port scoping is not supported yet`},
 		{"long line", "x.com\n" + strings.Repeat("a", 70000) + "\n", "my.txt:2: line longer than 1024 bytes"},
 		{"long line no newline", strings.Repeat("a", 2000), "my.txt:1: line longer than 1024 bytes"},
