@@ -24,7 +24,7 @@
 //	detail     string          optional   free text for humans, never parsed
 //
 //	action            when                                          typical keys
-//	setup             the shim prepared the bundle                  profiles, mode, detail
+//	setup             the hook applied and verified the ruleset     profiles, mode, detail
 //	allow             operator allowed a target                     target, ips
 //	deny              operator denied a target                      target, ips
 //	up                shield up (allowlist enforced)                mode

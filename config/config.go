@@ -20,7 +20,8 @@
 //	  enabled: bool                      [true]
 //	  max_bytes: int                     [10485760] rotate audit.jsonl beyond this size, >= 4096
 //	resolver:
-//	  tier: auto | dnsmasq | static      [auto] auto = dnsmasq when available, else static
+//	  tier: auto | dnsmasq | static      [auto] the dnsmasq tier; "static" (resolve before start,
+//	                                        no dnsmasq) is not implemented yet and is refused
 //	  upstream: [ip, ...]                [] resolvers to forward to; empty = detect from the network mode
 //	  learned_ttl: duration              [1h] lifetime of addresses learned from DNS answers, > 0
 //	shield:
@@ -37,7 +38,7 @@
 //
 // Whether a container is shielded, and with which profiles, is decided by
 // the first of these that applies: the CLI flag --shield[=PROFILES], the
-// environment (TEROK_SHIELD=1|0, TEROK_SHIELD_PROFILES=a:b), the first
+// environment (TEROK_SHIELD=1|0, TEROK_SHIELD_PROFILES=a,b), the first
 // matching rule, shield.default with default_profiles. [Config.Match]
 // implements the last two.
 package config

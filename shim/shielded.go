@@ -63,6 +63,9 @@ func prepareShielded(inv *argparse.Invocation, dec inject.Decision, cfg *config.
 	if err != nil {
 		return nil, err
 	}
+	if cfg.Resolver.Tier == "static" {
+		return nil, errors.New("terok-shield: resolver tier \"static\" (config.yml resolver.tier) is not implemented yet; use auto or dnsmasq")
+	}
 	if _, err := dnsmasq.Find(); err != nil {
 		return nil, fmt.Errorf("terok-shield: the resolver is required for shielded containers: %w", err)
 	}
