@@ -6,11 +6,13 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -45,6 +47,7 @@ func bulkPolicy(n int) Policy {
 type bulkResult struct {
 	Elements   int
 	ApplyNanos int64
+	SndBuf     int // effective send buffer of the raw socket in the child
 	Err        string
 }
 
@@ -78,7 +81,7 @@ func TestBulkApply(t *testing.T) {
 		if res.Err != "" {
 			t.Fatalf("child in user namespace: %s", res.Err)
 		}
-		t.Logf("Apply %d entries in unprivileged userns: %s", res.Elements, time.Duration(res.ApplyNanos))
+		t.Logf("Apply %d entries in unprivileged userns: %s (SO_SNDBUF %d)", res.Elements, time.Duration(res.ApplyNanos), res.SndBuf)
 		if res.Elements != n {
 			t.Errorf("child applied %d entries, want %d", res.Elements, n)
 		}
@@ -87,6 +90,11 @@ func TestBulkApply(t *testing.T) {
 
 func runBulkChild(t *testing.T) {
 	res := bulkResult{Elements: 100_000}
+	_ = Target{}.do(context.Background(), func(s *session) error {
+		_, err := s.rawConn()
+		res.SndBuf = s.rawSndbuf
+		return err
+	})
 	r, err := Build(bulkPolicy(res.Elements))
 	if err == nil {
 		ctx := context.Background()
@@ -178,4 +186,69 @@ func copyFile(t *testing.T, from, to string) {
 	if err := dst.Close(); err != nil {
 		t.Fatalf("close %s: %v", to, err)
 	}
+}
+
+// cancelAfter is a context whose Err turns to Canceled after n calls.
+type cancelAfter struct {
+	context.Context
+	n int
+}
+
+func (c *cancelAfter) Err() error {
+	if c.n <= 0 {
+		return context.Canceled
+	}
+	c.n--
+	return nil
+}
+
+// TestBulkApplySplitAndFailClosed forces a small send buffer so the load
+// takes many transactions, checks the result, then interrupts a load after
+// its first element batch and checks that the table is left closed.
+func TestBulkApplySplitAndFailClosed(t *testing.T) {
+	const n = 20_000
+	r := mustBuild(t, bulkPolicy(n))
+	small := func(ctx context.Context, target Target) error {
+		return target.do(context.Background(), func(s *session) error {
+			if _, err := s.rawConn(); err != nil {
+				return err
+			}
+			s.rawSndbuf = 96 << 10 // like an unprivileged default
+			return apply(ctx, s, r)
+		})
+	}
+	target := newNetNS(t)
+	if err := small(context.Background(), target); err != nil {
+		t.Fatalf("apply with a 96 KiB send buffer: %v", err)
+	}
+	if err := Verify(context.Background(), target, r); err != nil {
+		t.Fatalf("Verify: %v", err)
+	}
+	if got := len(groupPayloads(elemPayloadsAll(r), 96<<10*3/4-4096)); got < 5 {
+		t.Errorf("load used %d element transactions, want several", got)
+	}
+
+	target = newNetNS(t)
+	err := small(&cancelAfter{Context: context.Background(), n: 1}, target)
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("interrupted apply = %v, want context.Canceled", err)
+	}
+	text, err := List(context.Background(), target)
+	if err != nil {
+		t.Fatalf("List: %v", err)
+	}
+	out := text[strings.Index(text, "chain output"):]
+	out = out[:strings.Index(out, "}")]
+	want := "chain output {\n\t\ttype filter hook output priority filter; policy drop;\n\t\toifname \"lo\" accept\n\t"
+	if out != want {
+		t.Errorf("output chain after interrupted load = %q, want closed %q", out, want)
+	}
+}
+
+func elemPayloadsAll(r *Ruleset) [][]byte {
+	var out [][]byte
+	for _, s := range r.sets {
+		out = append(out, elemPayloads(s)...)
+	}
+	return out
 }

@@ -96,10 +96,12 @@
 // changes use google/nftables. Up to 2048 elements a load is one
 // transaction; above, the first transaction creates the table with the
 // output chain closed (policy drop, only loopback accepted), the elements
-// follow in transactions sized to the socket send buffer (one nested element
-// list is at most 60 kB; an unprivileged namespace cannot raise the buffer
-// past net.core.wmem_max), and the last transaction installs the real output
-// rules and policy. A failure part-way leaves the namespace closed.
+// follow in transactions of at most 192 kB, less if the socket send buffer
+// is smaller (an unprivileged namespace cannot raise it past
+// net.core.wmem_max; one nested element list is at most 60 kB), and the last
+// transaction installs the real output rules and policy. A failure part-way
+// leaves the namespace closed. Small transactions were measured faster than
+// one large one (100k elements: ~70 ms versus ~125 ms).
 //
 // After a transaction that deleted objects (a table replacement, element
 // deletes) the kernel frees them after an RCU grace period, and closing a

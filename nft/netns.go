@@ -21,7 +21,7 @@ type Target struct {
 
 // sndBufWant is the socket send buffer asked for; the kernel caps it at
 // net.core.wmem_max, and the effective size bounds one transaction.
-const sndBufWant = 8 << 20
+const sndBufWant = 1 << 20
 
 // session is one netlink socket inside the target namespace.
 type session struct {
@@ -126,11 +126,11 @@ func (s *session) rawConn() (*netlink.Conn, error) {
 }
 
 // rawBudget is the number of payload bytes one transaction on the raw
-// socket may carry (the kernel rejects a sendmsg larger than the buffer).
+// socket may carry: the kernel rejects a sendmsg larger than the send
+// buffer, and transactions much above maxTxBytes were measured slower
+// (100k elements: ~65 ms in ~150 kB transactions, ~125 ms in one 3 MB one).
 func (s *session) rawBudget() int {
-	b := s.rawSndbuf*3/4 - 4096
-	if b < 16<<10 {
-		b = 16 << 10
-	}
-	return b
+	return min(max(s.rawSndbuf*3/4-4096, 16<<10), maxTxBytes)
 }
+
+const maxTxBytes = 192 << 10
