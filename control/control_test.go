@@ -407,7 +407,6 @@ func TestDoctorProbe(t *testing.T) {
 	}
 }
 
-
 // allowedCount counts the addresses the live allow sets cover (adjacent single addresses are
 // merged into prefixes by the bundle's derivation).
 func allowedCount(t testing.TB, fc *fakeContainer) int {
