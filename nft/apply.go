@@ -28,7 +28,8 @@ func nlSet(s setSpec) *nftables.Set {
 	case setInterval:
 		ns.Interval, ns.AutoMerge = true, true
 	case setTimeout:
-		ns.HasTimeout, ns.Timeout = true, s.timeout
+		// Dynamic: the learned-accept rule refreshes an element's timeout on use.
+		ns.HasTimeout, ns.Timeout, ns.Dynamic = true, s.timeout, true
 	}
 	return ns
 }

@@ -45,7 +45,7 @@
 //	tcp dport <HostPort> ip/ip6 daddr <HostGateway> accept
 //	ip/ip6 daddr @allow_v4 @allow_net_v4 @allow_v6 @allow_net_v6  log ALLOWED counter accept
 //	ip/ip6 daddr <each PrivateRanges prefix>  log PRIVATE reject
-//	ip/ip6 daddr @learned_v4/@learned_v6  log ALLOWED counter accept
+//	ip/ip6 daddr @learned_v4/@learned_v6  update @learned_v* { ip/ip6 daddr }  log ALLOWED counter accept
 //	log BLOCKED counter reject
 //
 // Mode down (policy accept) keeps the resolver rules, loopback, deny,
@@ -66,8 +66,8 @@
 // allow_v4/allow_v6 are hash sets of single addresses; allow_net_* and
 // deny_* are interval sets whose content is merged in Go (contained prefixes
 // dropped, adjacent ones joined), so overlapping input never makes a load or
-// an add fail. learned_v4/learned_v6 have flags timeout and the default
-// timeout Policy.LearnedTimeout; dnsmasq fills them through
+// an add fail. learned_v4/learned_v6 have flags dynamic,timeout and the
+// default timeout Policy.LearnedTimeout; dnsmasq fills them through
 // nftset=/name/4#inet#terok_shield#learned_v4,6#inet#terok_shield#learned_v6.
 // Permanent entries never live in a timeout set: `timeout 0s` means "the set
 // default" there, not "never".
@@ -80,7 +80,11 @@
 // AddElements with KindLearned) therefore destroys and re-adds the elements
 // in one transaction, which restarts the timeout on any kernel with
 // NFT_MSG_DESTROYSETELEM (6.3+). DeleteElements uses the same destroy
-// message, so deleting an absent element is not an error.
+// message, so deleting an absent element is not an error. Because dnsmasq's
+// re-adds cannot keep an address alive, the learned-accept rule itself
+// does: `update @learned_v4 { ip daddr }` resets the element's timeout on
+// every new connection that uses it, so a learned address expires only
+// after LearnedTimeout without use (TestTrafficLearnedRefreshedInUse).
 //
 // A mode switch replaces the whole table (the caller passes the full Policy
 // again); learned entries are lost and repopulate on the next DNS answers.

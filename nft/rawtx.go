@@ -63,7 +63,7 @@ func (tx *rawTx) newSet(spec setSpec, id uint32) {
 		udata = userdata.AppendUint32(udata, userdata.NFTNL_UDATA_SET_KEYBYTEORDER, 2)
 		udata = userdata.AppendUint32(udata, userdata.NFTNL_UDATA_SET_MERGE_ELEMENTS, 1)
 	case setTimeout:
-		flags |= unix.NFT_SET_TIMEOUT
+		flags |= unix.NFT_SET_TIMEOUT | unix.NFT_SET_EVAL
 	}
 	b := appendAttr(nil, unix.NFTA_SET_TABLE, cstr(TableName))
 	b = appendAttr(b, unix.NFTA_SET_NAME, cstr(spec.name))

@@ -181,8 +181,8 @@ func outputRules(n *normalized) []rule {
 	}
 	if enforce {
 		rs = append(rs,
-			mk(daddrSet(false, SetLearnedV4), logTo(PrefixAllowed, g), counter(), verdict(expr.VerdictAccept)),
-			mk(daddrSet(true, SetLearnedV6), logTo(PrefixAllowed, g), counter(), verdict(expr.VerdictAccept)),
+			mk(daddrSet(false, SetLearnedV4), updateSet(false, SetLearnedV4), logTo(PrefixAllowed, g), counter(), verdict(expr.VerdictAccept)),
+			mk(daddrSet(true, SetLearnedV6), updateSet(true, SetLearnedV6), logTo(PrefixAllowed, g), counter(), verdict(expr.VerdictAccept)),
 			mk(logTo(PrefixBlocked, g), counter(), reject()),
 		)
 	}
@@ -254,7 +254,7 @@ func writeSet(b *strings.Builder, name string, v6 bool, kind setKind, timeout ti
 	case setInterval:
 		b.WriteString("\t\tflags interval\n\t\tauto-merge\n")
 	case setTimeout:
-		fmt.Fprintf(b, "\t\tflags timeout\n\t\ttimeout %s\n", nftDuration(timeout))
+		fmt.Fprintf(b, "\t\tflags dynamic,timeout\n\t\ttimeout %s\n", nftDuration(timeout))
 	}
 	if len(elems) > 0 {
 		b.WriteString("\t\telements = { ")
@@ -438,6 +438,16 @@ func addrSet(v6, src bool, set string) part {
 		&expr.Lookup{SourceRegister: 1, SetName: set},
 	)
 	return part{fmt.Sprintf("%s %s @%s", ipKeyword(v6), dir, set), ex}
+}
+
+// updateSet refreshes the matched destination's element in a timeout set to the set's
+// default timeout ("update @set { ip daddr }"): learned addresses in use do not expire, because
+// dnsmasq's re-adds of an existing element do not reset its timeout. It follows addrSet, which
+// leaves the address in register 1.
+func updateSet(v6 bool, set string) part {
+	return part{fmt.Sprintf("update @%s { %s daddr }", set, ipKeyword(v6)), []expr.Any{
+		&expr.Dynset{SrcRegKey: 1, SetName: set, Operation: uint32(unix.NFT_DYNSET_OP_UPDATE)},
+	}}
 }
 
 func protoName(p byte) string {

@@ -361,6 +361,28 @@ func TestTrafficLearnedExpires(t *testing.T) {
 	})
 }
 
+// TestTrafficLearnedRefreshedInUse proves that a learned address stays reachable while new
+// connections keep using it, past its timeout (the accept rule updates the element), and
+// expires once it is left idle.
+func TestTrafficLearnedRefreshedInUse(t *testing.T) {
+	t.Parallel()
+	tp := newTopo(t)
+	const ttl = 2 * time.Second
+	tp.apply(t, Policy{Allow: hosts(allowed4), LearnedTimeout: ttl})
+	added := time.Now()
+	tp.add(t, KindLearned, host(learned4))
+	for time.Since(added) < 2*ttl {
+		check(t, tp.reachable(learned4)...)
+		time.Sleep(ttl / 4)
+	}
+	idle := time.Now()
+	time.Sleep(ttl + 300*time.Millisecond)
+	check(t, flat(tp.refused(learned4), []probe{tp.open(tp.tcp(allowed4), allowed4, "tcp", tcpPort)})...)
+	if d := time.Since(idle); d > 2*ttl {
+		t.Fatalf("idle check took %v; too slow to tell expiry apart", d)
+	}
+}
+
 func TestTrafficDNSControl(t *testing.T) {
 	t.Parallel()
 	tp := newTopo(t)

@@ -179,7 +179,7 @@ func diffSnapshot(r *Ruleset, snap *snapshot) (drift []string, onlyMissingHash b
 		if got.KeyType.Name != ws.KeyType.Name {
 			add("set %s: key type %s, want %s", want.name, got.KeyType.Name, ws.KeyType.Name)
 		}
-		if got.Interval != ws.Interval || got.HasTimeout != ws.HasTimeout || got.Constant || got.IsMap || got.Anonymous {
+		if got.Interval != ws.Interval || got.HasTimeout != ws.HasTimeout || got.Dynamic != ws.Dynamic || got.Constant || got.IsMap || got.Anonymous {
 			add("set %s: flags %s, want %s", want.name, setFlags(got), setFlags(ws))
 		}
 		if got.Timeout != ws.Timeout {
@@ -212,7 +212,7 @@ func setFlags(s *nftables.Set) string {
 	for _, x := range []struct {
 		on   bool
 		name string
-	}{{s.Constant, "constant"}, {s.Interval, "interval"}, {s.HasTimeout, "timeout"}, {s.IsMap, "map"}, {s.Anonymous, "anonymous"}} {
+	}{{s.Constant, "constant"}, {s.Dynamic, "dynamic"}, {s.Interval, "interval"}, {s.HasTimeout, "timeout"}, {s.IsMap, "map"}, {s.Anonymous, "anonymous"}} {
 		if x.on {
 			f = append(f, x.name)
 		}
@@ -302,6 +302,8 @@ func canonExprs(es []expr.Any) string {
 			fmt.Fprintf(&b, "ct{key=%d dir=%d set=%v};", x.Key, x.Direction, set)
 		case *expr.Lookup:
 			fmt.Fprintf(&b, "lookup{%d %s %v %v %d};", x.SourceRegister, x.SetName, x.Invert, x.IsDestRegSet, x.DestRegister)
+		case *expr.Dynset:
+			fmt.Fprintf(&b, "dynset{%d %d %s %d %s %v %d};", x.SrcRegKey, x.SrcRegData, x.SetName, x.Operation, x.Timeout, x.Invert, len(x.Exprs))
 		default:
 			fmt.Fprintf(&b, "%T%+v;", e, e)
 		}
@@ -363,6 +365,11 @@ func describeAt(es []expr.Any) (string, int) {
 	case *expr.Immediate:
 		if ct, ok := at(1).(*expr.Ct); ok && (ct.SourceRegister || ct.Register == 0) && ct.Key == expr.CtKeyMARK && len(x.Data) == 4 {
 			return fmt.Sprintf("ct mark set 0x%08x", binaryutil.NativeEndian.Uint32(x.Data)), 2
+		}
+	case *expr.Dynset:
+		if x.Operation == unix.NFT_DYNSET_OP_UPDATE && x.SrcRegData == 0 && x.Timeout == 0 && len(x.Exprs) == 0 && !x.Invert {
+			// Our sets are named by family; the key is the destination address in register 1.
+			return fmt.Sprintf("update @%s { %s daddr }", x.SetName, ipKeyword(strings.HasSuffix(x.SetName, "_v6"))), 1
 		}
 	case *expr.Log:
 		return fmt.Sprintf("log prefix %q group %d", x.Data, x.Group), 1
