@@ -70,7 +70,7 @@ type versionEntry struct {
 	load         func() (*tableSet, error)
 }
 
-var fileNameRE = regexp.MustCompile(`^podman-(\d+)\.(\d+)\.txt$`)
+var fileNameRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^podman-(\d+)\.(\d+)\.txt$`) })
 
 // embeddedVersions lists the embedded tables, oldest first. Only the file
 // names are looked at until a version is used.
@@ -81,7 +81,7 @@ var embeddedVersions = sync.OnceValue(func() []versionEntry {
 	}
 	var out []versionEntry
 	for _, e := range ents {
-		m := fileNameRE.FindStringSubmatch(e.Name())
+		m := fileNameRE().FindStringSubmatch(e.Name())
 		if m == nil {
 			continue
 		}
@@ -105,7 +105,7 @@ var embeddedVersions = sync.OnceValue(func() []versionEntry {
 	return out
 })
 
-var versionHintRE = regexp.MustCompile(`(\d+)\.(\d+)`)
+var versionHintRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`(\d+)\.(\d+)`) })
 
 // chooseVersion picks the table for a version hint such as "4.3.1",
 // "v5.2.0-dev" or "podman version 5.8.2": the table of the same
@@ -117,7 +117,7 @@ func chooseVersion(hint string) (versionEntry, error) {
 	if len(vs) == 0 {
 		return versionEntry{}, fmt.Errorf("no embedded podman flag tables")
 	}
-	m := versionHintRE.FindStringSubmatch(hint)
+	m := versionHintRE().FindStringSubmatch(hint)
 	if m == nil {
 		return vs[len(vs)-1], nil
 	}

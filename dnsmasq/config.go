@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -69,9 +70,10 @@ type Config struct {
 }
 
 var (
-	nftName  = regexp.MustCompile(`^[a-z_][a-z0-9_]*$`)
-	userName = regexp.MustCompile(`^[a-z_][a-z0-9_-]*$`)
-	dnsLabel = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]*[a-z0-9])?$`)
+	// Compiled on first use: package-level compiles run at every process start.
+	nftName  = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-z_][a-z0-9_]*$`) })
+	userName = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-z_][a-z0-9_-]*$`) })
+	dnsLabel = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-z0-9]([a-z0-9-]*[a-z0-9])?$`) })
 )
 
 // ValidateName checks one allowed name as [Config.Names] requires. Besides
@@ -93,7 +95,7 @@ func ValidateName(name string) error {
 		return fmt.Errorf("name %q: needs at least two labels", name)
 	}
 	for _, l := range labels {
-		if len(l) > 63 || !dnsLabel.MatchString(l) {
+		if len(l) > 63 || !dnsLabel().MatchString(l) {
 			return fmt.Errorf("name %q: label %q: want 1-63 of [a-z0-9-], not starting or ending with '-'", name, l)
 		}
 	}
@@ -157,7 +159,7 @@ func (c Config) withDefaults() (Config, error) {
 		if *f.field == "" {
 			*f.field = f.def
 		}
-		if len(*f.field) > 64 || !nftName.MatchString(*f.field) {
+		if len(*f.field) > 64 || !nftName().MatchString(*f.field) {
 			bad("%s name %q: want ^[a-z_][a-z0-9_]*$, at most 64 bytes", f.what, *f.field)
 		}
 	}
@@ -181,7 +183,7 @@ func (c Config) withDefaults() (Config, error) {
 	if c.User == "" {
 		c.User = DefaultUser
 	}
-	if len(c.User) > 32 || !userName.MatchString(c.User) {
+	if len(c.User) > 32 || !userName().MatchString(c.User) {
 		bad("user %q: want ^[a-z_][a-z0-9_-]*$, at most 32 bytes", c.User)
 	}
 

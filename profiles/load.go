@@ -16,6 +16,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 )
 
 //go:embed bundled/*.txt
@@ -91,12 +92,13 @@ func Parse(name string, r io.Reader) (*Profile, error) {
 	return p, nil
 }
 
-var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,63}$`)
+// nameRE is compiled on first use (not at every process start).
+var nameRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,63}$`) })
 
 // ValidateName checks a profile name.
 func ValidateName(name string) error {
-	if !nameRE.MatchString(name) {
-		return fmt.Errorf("invalid profile name %q: must match %s", name, nameRE)
+	if !nameRE().MatchString(name) {
+		return fmt.Errorf("invalid profile name %q: must match %s", name, nameRE())
 	}
 	return nil
 }

@@ -16,6 +16,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -43,12 +44,14 @@ func checkFileName(name string) error {
 	return nil
 }
 
-var containerNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,252}$`)
+// containerNameRE is compiled on first use: package-level compiles run at every process start,
+// and the shim's pass-through path must not pay for them.
+var containerNameRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,252}$`) })
 
 // ValidateName checks a container name (podman's rule).
 func ValidateName(name string) error {
-	if !containerNameRE.MatchString(name) {
-		return fmt.Errorf("invalid container name %q: must match %s", name, containerNameRE)
+	if !containerNameRE().MatchString(name) {
+		return fmt.Errorf("invalid container name %q: must match %s", name, containerNameRE())
 	}
 	return nil
 }
