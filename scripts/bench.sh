@@ -15,9 +15,10 @@ run -bench 'BenchmarkParse' ./argparse
 run -bench 'BenchmarkLoad' -benchtime 20x ./profiles
 run -bench 'BenchmarkApply|BenchmarkElement100k' -benchtime "${BENCHTIME:-20x}" ./nft
 run -bench 'BenchmarkConnectRate/interleaved' -benchtime 1x ./nft
+run -bench 'BenchmarkResolver' -benchtime "${BENCHTIME_DNS:-2000x}" ./dnsmasq
 for pkg in ./control ./hook ./integration; do
 	if ls "$pkg"/*_test.go >/dev/null 2>&1 && grep -qs '^func Benchmark' "$pkg"/*_test.go; then
 		run -bench . -benchtime "${BENCHTIME_E2E:-20x}" "$pkg"
 	fi
 done
-go run ./internal/benchratio -pair nft:ours -pair direct:shim -pair original:ours -pair unshielded:shielded -pair empty:allow100k <"$out"
+go run ./internal/benchratio -pair nft:ours -pair direct:shim -pair original:ours -pair unshielded:shielded -pair empty:allow100k -pair direct:resolver -pair empty:learned64k <"$out"
