@@ -5,6 +5,7 @@ package inject
 import (
 	"errors"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -247,5 +248,33 @@ func TestDecideWithConfig(t *testing.T) {
 				t.Errorf("Decide(%q) (-want +got):\n%s", tt.argv, diff)
 			}
 		})
+	}
+}
+
+// BenchmarkParseDecideRewrite60 is the shim's whole decision for a 60-argument run line: parse,
+// decide (flag, environment and config rules), check the refusals and rewrite the argv.
+func BenchmarkParseDecideRewrite60(b *testing.B) {
+	argv := []string{"run", "--shield=dev-python"}
+	for i := 0; len(argv) < 57; i++ {
+		argv = append(argv, "-e", fmt.Sprintf("VAR%d=value-%d", i, i), "--label", fmt.Sprintf("k%d=v", i), "-v", fmt.Sprintf("/srv/d%d:/d%d:ro", i, i))
+	}
+	argv = append(argv[:57], "--rm", "docker.io/library/python:3", "python")
+	cfg := config.Defaults()
+	cfg.Shield.Rules = []config.Rule{{Image: "*agent*", Shield: true}}
+	plan := Plan{BundleDir: "/s/containers/web", Binary: "/usr/local/bin/terok-shield", HooksDirs: []string{"/s/hooks.d", "/usr/share/containers/oci/hooks.d"}, Name: "shield-x"}
+	prot := Protected{Paths: []string{"/s", "/c", "/usr/local/bin/terok-shield"}}
+	for b.Loop() {
+		inv, err := argparse.Parse(argv, argparse.Options{ShimFlags: []string{ShimFlag}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		d, err := Decide(inv, env(), cfg)
+		if err != nil || !d.Shield {
+			b.Fatalf("Decide = %+v, %v", d, err)
+		}
+		if err := Check(inv, false, prot); err != nil {
+			b.Fatal(err)
+		}
+		_ = Rewrite(inv, d, plan)
 	}
 }
