@@ -217,6 +217,7 @@ func Resolver(dir string, d *state.Data, policy nft.Policy, bin string) (dnsmasq
 		Set6:        "learned_v6",
 		MaxCacheTTL: timeout / 2,
 		PIDFile:     in.PIDFile,
+		LogFile:     filepath.Join(dir, state.FileDnsmasqLog), // query log: `watch` names destinations
 		User:        "root",
 	})
 	if err != nil {
