@@ -5,19 +5,21 @@ package main
 import (
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/terok-ai/terok-shield/argparse"
 	"github.com/terok-ai/terok-shield/audit"
 	"github.com/terok-ai/terok-shield/config"
 	"github.com/terok-ai/terok-shield/dnsmasq"
 	"github.com/terok-ai/terok-shield/hook"
+	"github.com/terok-ai/terok-shield/hookconf"
 	"github.com/terok-ai/terok-shield/inject"
 	"github.com/terok-ai/terok-shield/profiles"
 	"github.com/terok-ai/terok-shield/state"
@@ -26,12 +28,8 @@ import (
 // EnvUpstream overrides the upstream DNS server(s) of shielded containers (comma-separated).
 const EnvUpstream = "TEROK_SHIELD_UPSTREAM"
 
-// defaultHooksDir is podman's compiled-in hooks dir. --hooks-dir replaces the configured list,
-// so the shim passes it along with its own.
-const defaultHooksDir = "/usr/share/containers/oci/hooks.d"
-
-// prepareShielded writes the state bundle and hooks.d descriptors for a shielded run/create
-// and returns the argv (without argv[0]) for the real podman.
+// prepareShielded writes the state bundle (and, without setup, the hooks.d descriptors) for a
+// shielded run/create and returns the argv (without argv[0]) for the real podman.
 func prepareShielded(inv *argparse.Invocation, dec inject.Decision, cfg *config.Config, getenv func(string) string) ([]string, error) {
 	self, err := os.Executable()
 	if err != nil {
@@ -48,7 +46,6 @@ func prepareShielded(inv *argparse.Invocation, dec inject.Decision, cfg *config.
 	if err != nil {
 		return nil, err
 	}
-	hooksDir := filepath.Join(rootDir, "hooks.d")
 	prot := inject.Protected{Paths: []string{rootDir, filepath.Dir(userDir), self, "/run/podman", filepath.Join(getenv("XDG_RUNTIME_DIR"), "podman")}}
 	lookup := func(k string) (string, bool) { return os.LookupEnv(k) }
 	if err := inject.Check(inv, argparse.RemoteFromEnv(lookup), prot); err != nil {
@@ -70,12 +67,28 @@ func prepareShielded(inv *argparse.Invocation, dec inject.Decision, cfg *config.
 		return nil, fmt.Errorf("terok-shield: the resolver is required for shielded containers: %w", err)
 	}
 
-	name := inject.UserName(inv)
-	dirs, err := hooksDirs(hooksDir, getenv)
+	hp, err := planHooks(rootDir, getenv)
 	if err != nil {
 		return nil, err
 	}
-	plan := inject.Plan{Binary: self, HooksDirs: dirs}
+	if hp.setupDir != "" {
+		if err := checkHook(hp.setupDir); err != nil {
+			return nil, err
+		}
+	}
+	name := inject.UserName(inv)
+	plan := inject.Plan{Binary: self, HooksDirs: hp.inject}
+	if name != "" && !replacing(inv) {
+		// The bundle of an existing container of this name must not be rewritten by a run that
+		// podman is about to refuse ("name already in use").
+		exists, err := containerExists(inv, name, getenv)
+		if err != nil {
+			return nil, err
+		}
+		if exists {
+			return nil, fmt.Errorf("terok-shield: a container named %q already exists; remove it or use --replace", name)
+		}
+	}
 	if name == "" {
 		name = "shield-" + randomHex(6)
 		plan.Name = name
@@ -106,7 +119,10 @@ func prepareShielded(inv *argparse.Invocation, dec inject.Decision, cfg *config.
 				d.Resolver.HostPorts = append(d.Resolver.HostPorts, uint16(p))
 			}
 		}
-		d.NetNS = nil
+		// A new container of this name starts from its profiles: operator changes made to an
+		// earlier container of the same name do not carry over.
+		d.Created = time.Now().UTC().Truncate(time.Millisecond)
+		d.Allow, d.Deny, d.Static, d.NetNS = state.Entries{}, state.Entries{}, nil, nil
 		return nil
 	})
 	if err != nil {
@@ -129,8 +145,10 @@ func prepareShielded(inv *argparse.Invocation, dec inject.Decision, cfg *config.
 	if err := b.Root().Remove(filepath.Join(hook.GateDir, "proof.json")); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("terok-shield: clear gate proof: %w", err)
 	}
-	if err := writeHooksDir(hooksDir, self); err != nil {
-		return nil, err
+	if hp.setupDir == "" {
+		if _, err := hookconf.WriteDescriptors(hp.stateDir, self); err != nil {
+			return nil, fmt.Errorf("terok-shield: %w", err)
+		}
 	}
 	return inject.Rewrite(inv, dec, plan), nil
 }
@@ -140,6 +158,36 @@ func prepareShielded(inv *argparse.Invocation, dec inject.Decision, cfg *config.
 // ruleset's host-port rules only matter where the operator enabled it), pasta's mapped address.
 func hostGateways() []netip.Addr {
 	return []netip.Addr{netip.MustParseAddr("10.0.2.2"), netip.MustParseAddr("169.254.1.2")}
+}
+
+// replacing reports whether the user asked podman to replace an existing container (--replace).
+func replacing(inv *argparse.Invocation) bool {
+	fl := inv.Lookup("replace")
+	return len(fl) > 0 && fl[len(fl)-1].Value != "false"
+}
+
+// containerExists asks the real podman, with the user's global flags (storage, root, …),
+// whether a container of this name exists.
+func containerExists(inv *argparse.Invocation, name string, getenv func(string) string) (bool, error) {
+	self, _ := os.Executable()
+	real, err := findRealPodman(getenv, self)
+	if err != nil {
+		return false, err
+	}
+	var args []string
+	for _, g := range inv.Globals {
+		args = append(args, inv.Argv[g.Index:g.Index+g.N]...)
+	}
+	args = append(args, "container", "exists", "--", name)
+	err = exec.Command(real, args...).Run()
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.As(err, &ee) && ee.ExitCode() == 1:
+		return false, nil
+	}
+	return false, fmt.Errorf("terok-shield: check whether container %q exists: %w", name, err)
 }
 
 // upstreamsFor picks the resolver's upstream: $TEROK_SHIELD_UPSTREAM, else config.yml's
@@ -175,54 +223,6 @@ func upstreamsFor(getenv func(string) string, configured []netip.Addr) ([]netip.
 		}
 	}
 	return nil, fmt.Errorf("terok-shield: no upstream DNS server found; set %s", EnvUpstream)
-}
-
-// hooksDescriptor is a hooks.d file (containers/common pkg/hooks 1.0.0 schema).
-type hooksDescriptor struct {
-	Version string `json:"version"`
-	Hook    struct {
-		Path    string   `json:"path"`
-		Args    []string `json:"args"`
-		Env     []string `json:"env"`
-		Timeout int      `json:"timeout"`
-	} `json:"hook"`
-	When struct {
-		Annotations map[string]string `json:"annotations"`
-	} `json:"when"`
-	Stages []string `json:"stages"`
-}
-
-// writeHooksDir makes sure dir holds the descriptors for both stages, pointing at binary.
-func writeHooksDir(dir, binary string) error {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("terok-shield: create hooks dir: %w", err)
-	}
-	for _, stage := range []string{hook.StageCreateRuntime, hook.StagePoststop} {
-		var d hooksDescriptor
-		d.Version = "1.0.0"
-		d.Hook.Path = binary
-		d.Hook.Args = []string{"terok-shield", "hook", stage}
-		d.Hook.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
-		d.Hook.Timeout = int(hook.Timeout.Seconds()) + 10
-		d.When.Annotations = map[string]string{`^terok\.shield\.bundle$`: ".+"}
-		d.Stages = []string{stage}
-		data, err := json.MarshalIndent(d, "", "  ")
-		if err != nil {
-			return err
-		}
-		path := filepath.Join(dir, "terok-shield-"+stage+".json")
-		if old, err := os.ReadFile(path); err == nil && string(old) == string(data)+"\n" {
-			continue
-		}
-		tmp := path + ".tmp"
-		if err := os.WriteFile(tmp, append(data, '\n'), 0o644); err != nil {
-			return fmt.Errorf("terok-shield: write hook descriptor: %w", err)
-		}
-		if err := os.Rename(tmp, path); err != nil {
-			return fmt.Errorf("terok-shield: write hook descriptor: %w", err)
-		}
-	}
-	return nil
 }
 
 func randomHex(n int) string {
