@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/terok-ai/terok-shield/dnsmasq"
+	"github.com/terok-ai/terok-shield/hookconf"
 )
 
 // Check is one prerequisite doctor examined.
@@ -29,6 +30,8 @@ type DoctorEnv struct {
 	PodmanErr error
 	// LookPath finds helper programs; nil means exec.LookPath plus the usual libexec dirs.
 	LookPath func(string) (string, error)
+	// Getenv locates podman's containers.conf files; nil means os.Getenv.
+	Getenv func(string) string
 }
 
 // Doctor checks every prerequisite of a shielded container and of the control commands, and
@@ -68,21 +71,7 @@ func (c *Controller) Doctor(ctx context.Context, env DoctorEnv) []Check {
 	add("dnsmasq with nftset and conntrack", err, bin,
 		"install dnsmasq 2.87 or newer built with nftset and conntrack (Debian/Ubuntu: apt install dnsmasq-base; Fedora: dnf install dnsmasq)")
 
-	hooksDir := filepath.Join(c.Root.Dir(), HooksDirName)
-	hb, err := HookBinary(hooksDir)
-	fix := "run one shielded container through the shim (podman run --shield IMAGE), which writes " + hooksDir
-	if err == nil {
-		if self, serr := c.exe(); serr == nil && !sameFile(self, hb) {
-			err = fmt.Errorf("hooks run %s, not this terok-shield (%s)", hb, self)
-			fix = "start a shielded container with this terok-shield once to rewrite the descriptors, or reinstall it at " + hb
-		}
-	} else if errors.Is(err, os.ErrNotExist) {
-		if werr := dirWritable(filepath.Dir(hooksDir)); werr != nil {
-			err = fmt.Errorf("%w; and %v", err, werr)
-			fix = "make " + filepath.Dir(hooksDir) + " writable by you (mode 0700), then " + fix
-		}
-	}
-	add("OCI hooks", err, hb+" via "+hooksDir, fix)
+	out = append(out, c.hookChecks(env)...)
 
 	p, err := look("nsenter")
 	add("nsenter (reaches rootless containers)", err, p, "install util-linux (nsenter)")
@@ -98,6 +87,57 @@ func (c *Controller) Doctor(ctx context.Context, env DoctorEnv) []Check {
 	} else {
 		p, err = firstOf(look, "pasta", "slirp4netns")
 		add("network backend (rootless)", err, p, "install passt (pasta) or slirp4netns")
+	}
+	return out
+}
+
+// setupFix is the fix of both hook checks.
+const setupFix = "run terok-shield setup (until then only starts through the shim get the hook; starts by systemd, quadlet, compose or the API service are refused by the gate)"
+
+// hookChecks examines how shielded containers get their OCI hook: a dir of podman's
+// engine.hooks_dir holding terok-shield's descriptors (terok-shield setup), and a binary
+// behind those descriptors (or, without setup, behind the state root's hooks.d) that exists.
+func (c *Controller) hookChecks(env DoctorEnv) []Check {
+	getenv := env.Getenv
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	var out []Check
+	setupDir, hd, err := hookconf.Conf{Getenv: getenv, Rootless: c.Euid != 0}.InEffect()
+	source := hd.Source
+	if source == "" {
+		source = "podman's default"
+	}
+	if err == nil && setupDir == "" {
+		err = fmt.Errorf("no dir of podman's hooks_dir %q (%s) holds terok-shield's descriptors", hd.Dirs, source)
+	}
+	if err != nil {
+		out = append(out, Check{Name: "hooks dir in containers.conf", Detail: err.Error(), Fix: setupFix})
+	} else {
+		out = append(out, Check{Name: "hooks dir in containers.conf", OK: true, Detail: setupDir + " (engine.hooks_dir of " + source + ")"})
+	}
+
+	dir, fix := setupDir, "run terok-shield setup again with an installed terok-shield"
+	if dir == "" {
+		dir, fix = filepath.Join(c.Root.Dir(), HooksDirName), setupFix
+	}
+	hb, err := hookconf.CheckBinary(dir)
+	switch {
+	case err == nil:
+		if self, serr := c.exe(); serr == nil && !sameFile(self, hb) {
+			err = fmt.Errorf("the hook runs %s, not this terok-shield (%s)", hb, self)
+			fix = "run terok-shield setup with this terok-shield to point the hook at it, or reinstall it at " + hb
+		}
+	case setupDir == "" && errors.Is(err, os.ErrNotExist):
+		if werr := dirWritable(filepath.Dir(dir)); werr != nil {
+			err = fmt.Errorf("%w; and %v", err, werr)
+			fix = "make " + filepath.Dir(dir) + " writable by you (mode 0700), then " + fix
+		}
+	}
+	if err != nil {
+		out = append(out, Check{Name: "hook binary exists", Detail: err.Error(), Fix: fix})
+	} else {
+		out = append(out, Check{Name: "hook binary exists", OK: true, Detail: hb + " via " + dir})
 	}
 	return out
 }

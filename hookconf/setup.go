@@ -204,24 +204,27 @@ func podmanKind(rootless bool) string {
 // scopePaths returns the containers.conf to edit ($CONTAINERS_CONF when set) and the
 // descriptor dir.
 func scopePaths(o Options) (conf, hooks string, err error) {
+	conf, hooks = o.Getenv("CONTAINERS_CONF"), o.HooksDir
 	switch o.Scope {
 	case ScopeUser:
-		if conf, err = UserConfFile(o.Getenv); err == nil {
+		if conf == "" {
+			conf, err = UserConfFile(o.Getenv)
+		}
+		if err == nil && hooks == "" {
 			hooks, err = UserHooksDir(o.Getenv)
 		}
 	case ScopeSystem:
-		conf, hooks = SystemConfFile, SystemHooksDir
+		if conf == "" {
+			conf = SystemConfFile
+		}
+		if hooks == "" {
+			hooks = SystemHooksDir
+		}
 	default:
 		err = fmt.Errorf("unknown scope %q", o.Scope)
 	}
 	if err != nil {
 		return "", "", err
-	}
-	if p := o.Getenv("CONTAINERS_CONF"); p != "" {
-		conf = p
-	}
-	if o.HooksDir != "" {
-		hooks = o.HooksDir
 	}
 	if !filepath.IsAbs(conf) || !filepath.IsAbs(hooks) {
 		return "", "", fmt.Errorf("containers.conf %q and hooks dir %q must be absolute paths", conf, hooks)

@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/terok-ai/terok-shield/hook"
+	"github.com/terok-ai/terok-shield/hookconf"
 	"github.com/terok-ai/terok-shield/nft"
 )
 
@@ -30,6 +31,9 @@ type cliDeps struct {
 	stdin  io.Reader
 	log    *slog.Logger
 	output string // --output: human or json
+	// checkBinary vets the binary setup installs as the hook; nil means
+	// hookconf.CheckInstallable.
+	checkBinary func(string, hookconf.Scope) error
 }
 
 // runCLI serves `terok-shield ARGS` and `podman shield ARGS`.
@@ -77,8 +81,10 @@ func newRootCmd(deps *cliDeps) *cobra.Command {
 		newVersionCmd(),
 		newPreviewCmd(),
 		newHookCmd(deps),
+		newSetupCmd(deps),
 	)
 	root.AddCommand(controlCommands(deps)...)
+	root.AddCommand(watchCommands(deps)...)
 	return root
 }
 

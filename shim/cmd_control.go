@@ -481,7 +481,7 @@ func newDoctorCmd(deps *cliDeps) *cobra.Command {
 				return err
 			}
 			defer done()
-			var env control.DoctorEnv
+			env := control.DoctorEnv{Getenv: deps.getenv}
 			self, _ := os.Executable()
 			if self != "" {
 				self, _ = filepath.EvalSymlinks(self)

@@ -3,77 +3,69 @@
 package main
 
 import (
-	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
-	"slices"
-	"sort"
+	"strings"
 
-	"github.com/BurntSushi/toml"
+	"github.com/terok-ai/terok-shield/argparse"
+	"github.com/terok-ai/terok-shield/hookconf"
 )
 
-// containersConfFiles lists the containers.conf files podman reads, lowest priority first:
-// $CONTAINERS_CONF alone when set, else the system files, their .d drop-ins and, for a
-// rootless user, the user's file.
-func containersConfFiles(getenv func(string) string) []string {
-	if p := getenv("CONTAINERS_CONF"); p != "" {
-		return []string{p}
-	}
-	files := []string{"/usr/share/containers/containers.conf"}
-	files = append(files, dropIns("/usr/share/containers/containers.conf.d")...)
-	files = append(files, "/etc/containers/containers.conf")
-	files = append(files, dropIns("/etc/containers/containers.conf.d")...)
-	if os.Geteuid() != 0 {
-		cfg := getenv("XDG_CONFIG_HOME")
-		if cfg == "" && getenv("HOME") != "" {
-			cfg = filepath.Join(getenv("HOME"), ".config")
-		}
-		if cfg != "" {
-			files = append(files, filepath.Join(cfg, "containers", "containers.conf"))
-			files = append(files, dropIns(filepath.Join(cfg, "containers", "containers.conf.d"))...)
-		}
-	}
-	return files
+// podmanConf is the containers.conf view of the podman this shim hands over to.
+func podmanConf(getenv func(string) string) hookconf.Conf {
+	return hookconf.Conf{Getenv: getenv, Rootless: os.Geteuid() != 0}
 }
 
-func dropIns(dir string) []string {
-	m, _ := filepath.Glob(filepath.Join(dir, "*.conf"))
-	sort.Strings(m)
-	return m
+// hookPlan is how a shielded container gets its hook. After `terok-shield setup` a dir in
+// podman's engine.hooks_dir holds the descriptors and every start, through the shim or not,
+// runs the hook: argv stays untouched. Without setup the shim writes the descriptors into the
+// state root and passes --hooks-dir (ours plus podman's effective list, which --hooks-dir
+// replaces) to the commands it sees.
+type hookPlan struct {
+	setupDir string   // configured dir holding terok-shield's descriptors, "" without setup
+	inject   []string // --hooks-dir values when setupDir is ""
+	stateDir string   // <state root>/hooks.d
 }
 
-// configuredHooksDirs returns podman's effective hooks dirs from containers.conf: the last
-// file that sets engine.hooks_dir wins, and podman's built-in default applies when none does.
-func configuredHooksDirs(getenv func(string) string) ([]string, error) {
-	dirs := []string{defaultHooksDir}
-	for _, f := range containersConfFiles(getenv) {
-		var conf struct {
-			Engine struct {
-				HooksDir []string `toml:"hooks_dir"`
-			} `toml:"engine"`
-		}
-		md, err := toml.DecodeFile(f, &conf)
-		if errors.Is(err, fs.ErrNotExist) {
+func planHooks(stateRoot string, getenv func(string) string) (hookPlan, error) {
+	own := filepath.Join(stateRoot, "hooks.d")
+	dir, hd, err := podmanConf(getenv).InEffect()
+	if err != nil {
+		return hookPlan{}, fmt.Errorf("terok-shield: %w", err)
+	}
+	if dir != "" && dir != own {
+		return hookPlan{setupDir: dir, stateDir: own}, nil
+	}
+	return hookPlan{inject: hookconf.WithOurs(own, hd.Dirs), stateDir: own}, nil
+}
+
+// checkHook refuses a shielded start whose hook cannot run: podman skips a hook whose binary
+// is missing, or fails every start, and the gate would stop the workload either way.
+func checkHook(dir string) error {
+	if _, err := hookconf.CheckBinary(dir); err != nil {
+		return fmt.Errorf("terok-shield: the OCI hook in %s cannot run (%v); run terok-shield setup", dir, err)
+	}
+	return nil
+}
+
+// shieldedStart reports whether a start/restart/init names a container that has a state
+// bundle. Containers named by ID (and pod starts) are not recognised here; their gate still
+// refuses to run the workload without the hook.
+func shieldedStart(inv *argparse.Invocation, stateRoot string) bool {
+	switch inv.Canonical {
+	case "start", "restart", "init":
+	default:
+		return false
+	}
+	for _, p := range inv.Positionals {
+		v := p.Value
+		if v == "" || v == "." || v == ".." || strings.ContainsRune(v, '/') {
 			continue
 		}
-		if err != nil {
-			return nil, fmt.Errorf("terok-shield: read %s: %w", f, err)
-		}
-		if md.IsDefined("engine", "hooks_dir") {
-			dirs = conf.Engine.HooksDir
+		if fi, err := os.Stat(filepath.Join(stateRoot, "containers", v)); err == nil && fi.IsDir() {
+			return true
 		}
 	}
-	return dirs, nil
-}
-
-// hooksDirs returns terok-shield's hooks dir followed by podman's configured ones: --hooks-dir
-// replaces the configured list, so both must be passed.
-func hooksDirs(ours string, getenv func(string) string) ([]string, error) {
-	conf, err := configuredHooksDirs(getenv)
-	if err != nil {
-		return nil, err
-	}
-	return append([]string{ours}, slices.DeleteFunc(conf, func(d string) bool { return d == ours })...), nil
+	return false
 }

@@ -6,10 +6,10 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 
 	"github.com/terok-ai/terok-shield/argparse"
 	"github.com/terok-ai/terok-shield/config"
+	"github.com/terok-ai/terok-shield/hookconf"
 	"github.com/terok-ai/terok-shield/inject"
 	"github.com/terok-ai/terok-shield/state"
 )
@@ -31,7 +31,12 @@ func runShim(args, env []string, stdin io.Reader, stdout, stderr io.Writer) int 
 		return passThrough(args, env, stderr)
 	}
 	if startCommands[inv.Canonical] {
-		return passThrough(withHooksForStart(args, inv, getenv, stderr), env, stderr)
+		startArgs, err := hooksForStart(args, inv, getenv, stderr)
+		if err != nil {
+			fmt.Fprintln(stderr, err)
+			return 125
+		}
+		return passThrough(startArgs, env, stderr)
 	}
 	if inv.Canonical != "run" && inv.Canonical != "create" {
 		return passThrough(args, env, stderr)
@@ -70,33 +75,47 @@ var startCommands = map[string]bool{
 	"start": true, "restart": true, "init": true, "pod start": true, "pod restart": true, "kube play": true,
 }
 
-// withHooksForStart adds terok-shield's hooks dir (and podman's configured ones) to a command
-// that starts containers, once terok-shield has shielded anything for this user. The hook only
-// fires for containers carrying the shield annotation, so other containers are unaffected; and
-// a shielded container started without the hook is stopped by its gate in any case.
-func withHooksForStart(args []string, inv *argparse.Invocation, getenv func(string) string, stderr io.Writer) []string {
+// hooksForStart makes sure a command that starts containers gets terok-shield's hook. After
+// setup the hook is in podman's configuration and argv stays untouched; otherwise, once
+// terok-shield has shielded anything for this user, the state root's hooks dir (and podman's
+// configured ones) are added. The hook only fires for containers carrying the shield
+// annotation, so other containers are unaffected; and a shielded container started without
+// the hook is stopped by its gate in any case. A start of a shielded container whose hook
+// binary is gone is refused.
+func hooksForStart(args []string, inv *argparse.Invocation, getenv func(string) string, stderr io.Writer) ([]string, error) {
 	lookup := func(k string) (string, bool) { return os.LookupEnv(k) }
 	if inv.Remote || argparse.RemoteFromEnv(lookup) {
-		return args
+		return args, nil
 	}
 	root, err := state.DefaultRoot(getenv)
 	if err != nil {
-		return args
+		return args, nil
 	}
-	ours := filepath.Join(root, "hooks.d")
-	if _, err := os.Stat(filepath.Join(ours, "terok-shield-createRuntime.json")); err != nil {
-		return args
-	}
-	dirs, err := hooksDirs(ours, getenv)
+	hp, err := planHooks(root, getenv)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
-		return args
+		return args, nil
+	}
+	dir := hp.setupDir
+	if dir == "" {
+		if !hookconf.HasDescriptors(hp.stateDir) {
+			return args, nil
+		}
+		dir = hp.stateDir
+	}
+	if shieldedStart(inv, root) {
+		if err := checkHook(dir); err != nil {
+			return nil, err
+		}
+	}
+	if hp.setupDir != "" {
+		return args, nil
 	}
 	var extra []string
-	for _, d := range dirs {
+	for _, d := range hp.inject {
 		extra = append(extra, "--hooks-dir", d)
 	}
-	return append(args[:1:1], inv.Rewrite(0, extra)...)
+	return append(args[:1:1], inv.Rewrite(0, extra)...), nil
 }
 
 func hasShimFlag(args []string) bool {
