@@ -1,0 +1,82 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package integration
+
+import (
+	"context"
+	"errors"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/terok-ai/terok-shield/internal/testnet"
+)
+
+// TestShieldedRefusalsMore: the refusals TestShieldedRefusals does not cover — remote mode
+// (flag and CONTAINER_HOST), pods, other runtimes, disabled seccomp, --userns host and
+// --init-path — exit 125 with one line before podman runs: no container, no state bundle,
+// nothing sent. The control is the same command line without the flag.
+func TestShieldedRefusalsMore(t *testing.T) {
+	forModes(t, 2*time.Minute, func(t *testing.T, ctx context.Context, n *testnet.Net, sp *ShieldedPodman) {
+		if err := sp.WriteProfile("gate", gateProfile...); err != nil {
+			t.Fatal(err)
+		}
+		// A local socket that does not exist: remote mode must never get as far as dialling.
+		const remoteSock = "unix:///run/terok-e2e-no-such-podman.sock"
+		cases := []struct {
+			name, reason  string
+			global, flags []string
+			env           []string
+		}{
+			{name: "none"},
+			{name: "remote flag", reason: "remote mode", global: []string{"--remote", "--url", remoteSock}},
+			{name: "CONTAINER_HOST", reason: "remote mode", env: []string{"CONTAINER_HOST=" + remoteSock}},
+			{name: "pod", reason: "--pod", flags: []string{"--pod", "somepod"}},
+			{name: "runtime runsc", reason: "--runtime /usr/bin/runsc", flags: []string{"--runtime", "/usr/bin/runsc"}},
+			{name: "seccomp unconfined", reason: "--security-opt seccomp=unconfined", flags: []string{"--security-opt", "seccomp=unconfined"}},
+			{name: "userns host", reason: "--userns host", flags: []string{"--userns", "host"}},
+			{name: "init-path", reason: "--init-path", flags: []string{"--init-path", "/bin/true"}},
+		}
+		for _, c := range cases {
+			n.ResetHits()
+			name := sp.Name("refuse")
+			args := append(slices.Clone(c.global), "run", "--rm", "--shield=gate", "--name", name)
+			args = append(append(args, c.flags...), sp.H.ImageRef, "/bin/probe", "tcp", testnet.CanaryV4+":80")
+			p := sp.Podman
+			p.Env = append(slices.Clone(sp.Env), c.env...)
+			r, err := p.Run(ctx, args...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			exists, err := sp.Exists(ctx, name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, statErr := os.Stat(sp.Bundle(name))
+			type outcome struct {
+				Exit          int
+				OneLineReason bool
+				Exists, State bool
+				CanaryHits    int
+			}
+			got := outcome{
+				Exit:          r.Exit,
+				OneLineReason: c.reason != "" && strings.Count(strings.TrimSpace(r.Stderr), "\n") == 0 && strings.Contains(r.Stderr, "cannot shield this container") && strings.Contains(r.Stderr, c.reason),
+				Exists:        exists,
+				State:         !errors.Is(statErr, os.ErrNotExist),
+				CanaryHits:    len(n.CanaryHits()),
+			}
+			want := outcome{Exit: 125, OneLineReason: true}
+			if c.name == "none" {
+				want = outcome{Exit: 0, State: true, CanaryHits: 1}
+			}
+			if d := cmp.Diff(want, got); d != "" {
+				t.Errorf("%s (-want +got):\n%s\n%s", c.name, d, r)
+			}
+		}
+	})
+}
