@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 
 	"github.com/terok-ai/terok-shield/argparse"
 	"github.com/terok-ai/terok-shield/config"
@@ -91,6 +92,12 @@ func hooksForStart(args []string, inv *argparse.Invocation, getenv func(string) 
 	if err != nil {
 		return args, nil
 	}
+	// Cheap checks first: most starts are of unshielded containers by users who never ran
+	// the shim's --hooks-dir path, and need no containers.conf read.
+	shielded := shieldedStart(inv, root)
+	if !shielded && !hookconf.HasDescriptors(filepath.Join(root, "hooks.d")) {
+		return args, nil
+	}
 	hp, err := planHooks(root, getenv)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
@@ -103,7 +110,7 @@ func hooksForStart(args []string, inv *argparse.Invocation, getenv func(string) 
 		}
 		dir = hp.stateDir
 	}
-	if shieldedStart(inv, root) {
+	if shielded {
 		if err := checkHook(dir); err != nil {
 			return nil, err
 		}
