@@ -291,4 +291,3 @@ func nextEvent(t *testing.T, events <-chan WatchEvent) WatchEvent {
 		}
 	}
 }
-
