@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -93,15 +94,10 @@ func linkWan(t *testing.T, fc *fakeContainer, v6 bool) (wan, ctr *netnstest.NS) 
 	return wan, ctr
 }
 
-// writeQueryLog writes a resolver query log into the bundle, owned by uid.
-func writeQueryLog(t *testing.T, r *state.Root, name string, uid int, lines ...string) {
+// writeQueryLog appends resolver query log lines to the bundle in dir, owned by uid.
+func writeQueryLog(t *testing.T, dir string, uid int, lines ...string) {
 	t.Helper()
-	b, err := r.Open(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
-	f, err := b.OpenFile(state.FileDnsmasqLog, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	f, err := os.OpenFile(filepath.Join(dir, state.FileDnsmasqLog), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,7 +134,7 @@ func TestWatchRootful(t *testing.T) {
 	wan, ctr := linkWan(t, fc, true)
 	wan.ServeTCP(t, netip.AddrPortFrom(wAllowed4, 80))
 	wan.ServeUDP(t, netip.AddrPortFrom(wAllowed6, 5000))
-	writeQueryLog(t, r, "web", 0,
+	writeQueryLog(t, filepath.Join(r.Dir(), "containers", "web"), 0,
 		"query[A] allowed.test from 127.0.0.1", "reply allowed.test is 192.0.2.10",
 		"nftset add 4 inet terok_shield learned_v4 192.0.2.10 allowed.test",
 		"reply www.unlisted.test is <CNAME>", "reply cdn.unlisted.test is 192.0.2.20")
@@ -194,7 +190,7 @@ func TestWatchRootful(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			if tt.ev.Domain == "late.test" { // learned after the watch started: the log is followed
-				writeQueryLog(t, r, "web", 0, "reply late.test is "+wAllowed6.String())
+				writeQueryLog(t, filepath.Join(r.Dir(), "containers", "web"), 0, "reply late.test is "+wAllowed6.String())
 			}
 			got := tt.probe()
 			if got.Result != tt.want.Result || (tt.want.Result == netnstest.ResultICMP && netnstest.Diff(tt.want, got) != "") {
