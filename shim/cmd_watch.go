@@ -29,7 +29,7 @@ func newWatchCmd(deps *cliDeps) *cobra.Command {
 			"ts, container, action (allowed, denied, blocked, private, bypass), dir (out, or in for denied sources), proto,\n" +
 			"src, dst, sport and dport (TCP, UDP), icmp_type (ICMP) and domain: the name the container's resolver answered\n" +
 			"with the remote address, when its query log still holds it. Only one watch per container can run at a time.\n" +
-			"Allowed flows log their first packets only; established traffic is not logged.",
+			"An allowed connection shows once, with its first packet; established traffic is not logged.",
 		Example:           "  terok-shield watch web\n  podman shield watch web -n 10 | jq -r '.action + \" \" + .dst'",
 		Args:              usageArgs(cobra.ExactArgs(1)),
 		ValidArgsFunction: completeContainers(deps),
