@@ -75,6 +75,9 @@ func (c *Controller) Watch(ctx context.Context, query string, opts WatchOptions)
 	if opts.Count < 0 {
 		return fmt.Errorf("count %d: want 0 (no limit) or more", opts.Count)
 	}
+	if opts.Emit == nil {
+		return errors.New("watch: no Emit function")
+	}
 	b, err := c.open(query)
 	if err != nil {
 		return err
