@@ -41,7 +41,7 @@
 //	ct state established,related accept
 //	meta mark <ResolverMark> udp/tcp dport 53 ip/ip6 daddr <upstream> accept
 //	udp/tcp dport 53, 853  log BLOCKED counter reject          (no other DNS/DoT, even to allowed hosts)
-//	icmpv6 type nd-neighbor-solicit, nd-neighbor-advert, nd-router-solicit accept
+//	icmpv6 type nd-neighbor-solicit, nd-neighbor-advert, nd-router-solicit, mld-listener-report, mld2-listener-report accept
 //	tcp dport <HostPort> ip/ip6 daddr <HostGateway> accept
 //	ip/ip6 daddr @allow_v4 @allow_net_v4 @allow_v6 @allow_net_v6  log ALLOWED counter accept
 //	ip/ip6 daddr <each PrivateRanges prefix>  log PRIVATE reject

@@ -153,7 +153,10 @@ func outputRules(n *normalized) []rule {
 			}
 		}
 	}
-	for _, t := range []byte{icmpv6NeighborSolicit, icmpv6NeighborAdvert, icmpv6RouterSolicit} {
+	// Neighbour discovery, and the multicast listener reports every fresh interface sends to
+	// ff02::16: link-local control traffic that would otherwise be rejected and logged as PRIVATE
+	// at every container start.
+	for _, t := range []byte{icmpv6NeighborSolicit, icmpv6NeighborAdvert, icmpv6RouterSolicit, icmpv6MLDReport, icmpv6MLD2Report} {
 		rs = append(rs, mk(icmpv6Type(t), verdict(expr.VerdictAccept)))
 	}
 	for _, p := range n.ports {
@@ -337,6 +340,8 @@ func mk(parts ...part) rule {
 }
 
 const (
+	icmpv6MLDReport       = 131
+	icmpv6MLD2Report      = 143
 	icmpv6RouterSolicit   = 133
 	icmpv6RouterAdvert    = 134
 	icmpv6NeighborSolicit = 135
@@ -344,6 +349,8 @@ const (
 )
 
 var icmpv6Names = map[byte]string{
+	icmpv6MLDReport:       "mld-listener-report",
+	icmpv6MLD2Report:      "mld2-listener-report",
 	icmpv6RouterSolicit:   "nd-router-solicit",
 	icmpv6RouterAdvert:    "nd-router-advert",
 	icmpv6NeighborSolicit: "nd-neighbor-solicit",
