@@ -217,12 +217,14 @@ func (c *Controller) change(ctx context.Context, query string, targets []string,
 		action = "deny"
 	}
 	var changes []Change
+	var restarted bool
 	err = b.Update(func(d *state.Data) error {
 		changes = changes[:0]
 		run, err := c.runnerFor(d)
 		if err != nil {
 			return err
 		}
+		dead := resolverNeeded(d) && !resolverAlive(b.Dir())
 		oldNames := hook.ResolverNames(d)
 		var forget, lookup []string
 		for _, e := range entries {
@@ -267,11 +269,21 @@ func (c *Controller) change(ctx context.Context, query string, targets []string,
 			in, _, _ := hook.Resolver(b.Dir(), d, policy, c.Dnsmasq)
 			op.Resolver = &ResolverOp{Instance: in, Restart: true, Forget: forget, Lookup: lookup}
 		}
+		if dead && resolverNeeded(d) {
+			var restoreConf func()
+			if op, restoreConf, err = c.ensureResolverOp(b, d, op); err != nil {
+				restore()
+				return err
+			}
+			prev := restore
+			restore = func() { restoreConf(); prev() }
+		}
 		res, err := run(ctx, op)
 		if err != nil {
 			restore()
 			return err
 		}
+		restarted = dead && op.Resolver != nil
 		for i := range changes {
 			ch := &changes[i]
 			if addrs, ok := res.Learned[ch.Target]; ok {
@@ -293,6 +305,9 @@ func (c *Controller) change(ctx context.Context, query string, targets []string,
 	}
 	al := audit.New(b.Root(), audit.Options{})
 	var errs []error
+	if restarted {
+		errs = append(errs, auditRestart(b, changes[0].Container, action))
+	}
 	for _, ch := range changes {
 		ev := audit.Event{Container: ch.Container, Action: audit.ActionAllow, Target: ch.Target, IPs: ch.IPs, Source: "cli"}
 		if deny {

@@ -131,6 +131,8 @@ func TestFormatGoldens(t *testing.T) {
 		must(WriteModeChange(&human, &ModeChange{Container: "web", From: "up", Mode: m}))
 	}
 	must(WriteStatus(&human, &ContainerStatus{Container: "web", State: "up", Mode: "up"}))
+	must(WriteStatus(&human, &ContainerStatus{Container: "web", State: "up", Mode: "up", ResolverState: ResolverRestarted}))
+	must(WriteStatus(&human, &ContainerStatus{Container: "web", State: "down", Mode: "down", ResolverState: ResolverDead, ResolverError: "dnsmasq failed to start"}))
 	must(WriteStatus(&human, &ContainerStatus{Container: "web", State: StateError, Mode: "up", Detail: "verify table: 1 difference(s): set allow_v4: 1 unexpected element(s): 203.0.113.9"}))
 	must(WriteRules(&human, &ContainerStatus{Container: "web", State: StateInactive, Detail: "container is not running"}))
 	must(WriteGlobal(&human, &GlobalStatus{Version: "v1.0.0", StateDir: "/state", Hooks: "installed", HooksDir: "/state/hooks.d", ResolverTier: "dnsmasq", ResolverDetail: "/usr/sbin/dnsmasq", Profiles: []string{"base", "dev-standard"}, Containers: []string{"web"}}))
@@ -142,7 +144,7 @@ func TestFormatGoldens(t *testing.T) {
 	js, err := json.MarshalIndent(map[string]any{
 		"changes": changes,
 		"mode":    ModeChange{Container: "web", From: "up", Mode: "down"},
-		"status":  ContainerStatus{Container: "web", ID: "abc", State: "up", Mode: "up", Profiles: []string{"base"}, Resolver: "dnsmasq", Sets: []SetContent{{Name: "allow_v4", Elements: []string{"203.0.113.7"}}}},
+		"status":  ContainerStatus{Container: "web", ID: "abc", State: "up", Mode: "up", Profiles: []string{"base"}, Resolver: "dnsmasq", ResolverState: ResolverRunning, Sets: []SetContent{{Name: "allow_v4", Elements: []string{"203.0.113.7"}}}},
 		"checks":  []Check{{Name: "podman", OK: true, Detail: "/usr/bin/podman"}},
 	}, "", "  ")
 	must(err)

@@ -62,15 +62,25 @@ func WriteModeChange(w io.Writer, mc *ModeChange) error {
 	return err
 }
 
-// WriteStatus prints a container's state as one word (scriptable), and the reason for
-// inactive and error on a second line.
+// WriteStatus prints a container's state as one word (scriptable), the reason for inactive
+// and error on a second line, then the resolver's state when it has one.
 func WriteStatus(w io.Writer, st *ContainerStatus) error {
 	if _, err := fmt.Fprintln(w, st.State); err != nil {
 		return err
 	}
 	if st.Detail != "" && (st.State == StateError || st.State == StateInactive) {
-		_, err := fmt.Fprintln(w, "  "+st.Detail)
-		return err
+		if _, err := fmt.Fprintln(w, "  "+st.Detail); err != nil {
+			return err
+		}
+	}
+	if st.ResolverState != "" {
+		line := "  resolver: " + st.ResolverState
+		if st.ResolverError != "" {
+			line += " (" + st.ResolverError + ")"
+		}
+		if _, err := fmt.Fprintln(w, line); err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -33,11 +33,13 @@ func (c *Controller) SetMode(ctx context.Context, query string, mode state.Mode)
 	}
 	defer b.Close()
 	var mc ModeChange
+	var restarted bool
 	err = b.Update(func(d *state.Data) error {
 		run, err := c.runnerFor(d)
 		if err != nil {
 			return err
 		}
+		dead := resolverNeeded(d) && !resolverAlive(b.Dir())
 		mc = ModeChange{Container: d.Container, From: string(d.Mode), Mode: string(mode)}
 		d.Mode = mode
 		policy, err := hook.PolicyFor(d)
@@ -57,10 +59,16 @@ func (c *Controller) SetMode(ctx context.Context, query string, mode state.Mode)
 			restore()
 			return err
 		}
+		restarted = dead && op.Resolver != nil
 		return nil
 	})
 	if err != nil {
 		return nil, err
+	}
+	if restarted {
+		if err := auditRestart(b, mc.Container, string(mode)); err != nil {
+			return &mc, err
+		}
 	}
 	act := map[state.Mode]audit.Action{state.ModeUp: audit.ActionUp, state.ModeDown: audit.ActionDown,
 		state.ModeDownAll: audit.ActionDown, state.ModeBlock: audit.ActionBlock}[mode]
@@ -79,16 +87,20 @@ const (
 
 // ContainerStatus is one container's firewall state.
 type ContainerStatus struct {
-	Container string       `json:"container"`
-	ID        string       `json:"id,omitempty"`
-	State     string       `json:"state"` // up, down, down_all, block, inactive or error
-	Mode      string       `json:"mode"`  // the mode the bundle asks for
-	Detail    string       `json:"detail,omitempty"`
-	Profiles  []string     `json:"profiles,omitempty"`
-	Resolver  string       `json:"resolver,omitempty"`
-	Rootless  bool         `json:"rootless"`
-	Listing   string       `json:"ruleset,omitempty"` // Rules only
-	Sets      []SetContent `json:"sets,omitempty"`    // Rules only
+	Container string   `json:"container"`
+	ID        string   `json:"id,omitempty"`
+	State     string   `json:"state"` // up, down, down_all, block, inactive or error
+	Mode      string   `json:"mode"`  // the mode the bundle asks for
+	Detail    string   `json:"detail,omitempty"`
+	Profiles  []string `json:"profiles,omitempty"`
+	Resolver  string   `json:"resolver,omitempty"`
+	// ResolverState is ResolverRunning, ResolverRestarted or ResolverDead for a running
+	// container whose mode resolves (empty otherwise); ResolverError says why it is dead.
+	ResolverState string       `json:"resolver_state,omitempty"`
+	ResolverError string       `json:"resolver_error,omitempty"`
+	Rootless      bool         `json:"rootless"`
+	Listing       string       `json:"ruleset,omitempty"` // Rules only
+	Sets          []SetContent `json:"sets,omitempty"`    // Rules only
 }
 
 // SetContent is one live set for JSON output.
@@ -98,7 +110,8 @@ type SetContent struct {
 }
 
 // Status reports a container's state from its live table, verified against the table its
-// bundle implies.
+// bundle implies. It also supervises the resolver: a container whose mode resolves but whose
+// dnsmasq is not running gets it started again (audited as resolver_restart).
 func (c *Controller) Status(ctx context.Context, query string) (*ContainerStatus, error) {
 	return c.inspect(ctx, query, false)
 }
@@ -151,6 +164,9 @@ func (c *Controller) inspect(ctx context.Context, query string, list bool) (*Con
 		st.State, st.Detail = StateError, res.Drift
 	default:
 		st.State = res.Mode
+	}
+	if st.State != StateInactive {
+		st.ResolverState, st.ResolverError = c.superviseResolver(ctx, b, d)
 	}
 	return st, nil
 }
