@@ -55,7 +55,11 @@ type outcome struct {
 	Answers                            []string
 }
 
-func (o outcome) String() string { return fmt.Sprintf("%+v", struct{ outcome }{o}) }
+// String prints the fields; the conversion drops the method set, so %+v does not recurse.
+func (o outcome) String() string {
+	type plain outcome
+	return fmt.Sprintf("%+v", plain(o))
+}
 
 func outcomeOf(t *testing.T, res probe.Result) outcome {
 	t.Helper()
