@@ -29,7 +29,7 @@ func nlSet(s setSpec) *nftables.Set {
 		ns.Interval, ns.AutoMerge = true, true
 	case setTimeout:
 		// Dynamic: the learned-accept rule refreshes an element's timeout on use.
-		ns.HasTimeout, ns.Timeout, ns.Dynamic = true, s.timeout, true
+		ns.HasTimeout, ns.Timeout, ns.Dynamic, ns.Size = true, s.timeout, true, LearnedSetSize
 	}
 	return ns
 }
@@ -249,6 +249,14 @@ func route(kind SetKind, prefixes []netip.Prefix) ([]setDelta, error) {
 	return out, nil
 }
 
+// learnedChunk is how many learned addresses one refresh transaction carries.
+const learnedChunk = 2048
+
+// LearnedSetSize bounds the learned sets. The kernel caps a set that a rule updates
+// (dynset) at 65,535 elements unless a size is given; addresses learned from DNS answers are
+// bounded by this instead (hash sets allocate lazily, so the bound costs nothing until used).
+const LearnedSetSize = 1 << 20
+
 func pick(v6 bool, a, b string) string {
 	if v6 {
 		return b
@@ -322,13 +330,21 @@ func addDeltas(s *session, deltas []setDelta) error {
 		return nil
 	}
 	// Destroy + add in one transaction restarts the timeout of elements
-	// already present; a plain add would keep their old expiry.
-	var ops []rawOp
+	// already present; a plain add would keep their old expiry. Large loads
+	// go in chunks: learned entries need no atomicity across chunks, and one
+	// message must fit the socket buffer (an unprivileged netns caps it).
 	for _, d := range learned {
 		keys := prefixKeys(d.add)
-		ops = append(ops, rawOp{msgDestroySetElem, d.spec.name, keys}, rawOp{unix.NFT_MSG_NEWSETELEM, d.spec.name, keys})
+		for len(keys) > 0 {
+			n := min(len(keys), learnedChunk)
+			ops := []rawOp{{msgDestroySetElem, d.spec.name, keys[:n]}, {unix.NFT_MSG_NEWSETELEM, d.spec.name, keys[:n]}}
+			if err := rawElemBatch(s, ops); err != nil {
+				return err
+			}
+			keys = keys[n:]
+		}
 	}
-	return rawElemBatch(s, ops)
+	return nil
 }
 
 // queueRangeDiff queues deletes of ranges in cur but not in want and adds of

@@ -172,3 +172,31 @@ func TestLearnedTimeoutAndRefresh(t *testing.T) {
 		t.Errorf("learned_v4 after timeout = %v, want empty", got)
 	}
 }
+
+// TestLearnedLargeLoad: the learned sets take far more than the kernel's 65,535-element default
+// for sets a rule updates, and a large add is chunked instead of failing as one message.
+func TestLearnedLargeLoad(t *testing.T) {
+	target := newNetNS(t)
+	ctx := context.Background()
+	if err := Apply(ctx, target, mustBuild(t, Policy{})); err != nil {
+		t.Fatal(err)
+	}
+	const n = 100_000
+	ps := make([]netip.Prefix, n)
+	for i := range ps {
+		a := netip.AddrFrom4([4]byte{198, 18 + byte(i>>16), byte(i >> 8), byte(i)})
+		ps[i] = netip.PrefixFrom(a, 32)
+	}
+	if err := AddElements(ctx, target, KindLearned, ps); err != nil {
+		t.Fatalf("AddElements(KindLearned, %d addresses): %v", n, err)
+	}
+	st, err := Inspect(ctx, target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range st.Sets {
+		if s.Name == SetLearnedV4 && len(s.Elements) != n {
+			t.Errorf("%s holds %d elements, want %d", SetLearnedV4, len(s.Elements), n)
+		}
+	}
+}

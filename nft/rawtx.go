@@ -73,6 +73,7 @@ func (tx *rawTx) newSet(spec setSpec, id uint32) {
 	b = appendAttr(b, unix.NFTA_SET_ID, be32(id))
 	if spec.kind == setTimeout {
 		b = appendAttr(b, unix.NFTA_SET_TIMEOUT, binary.BigEndian.AppendUint64(nil, uint64(spec.timeout.Milliseconds())))
+		b = append(b, nested(unix.NFTA_SET_DESC, appendAttr(nil, unix.NFTA_SET_DESC_SIZE, be32(LearnedSetSize)))...)
 	}
 	if len(udata) > 0 {
 		b = appendAttr(b, unix.NFTA_SET_USERDATA, udata)

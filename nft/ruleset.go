@@ -257,7 +257,7 @@ func writeSet(b *strings.Builder, name string, v6 bool, kind setKind, timeout ti
 	case setInterval:
 		b.WriteString("\t\tflags interval\n\t\tauto-merge\n")
 	case setTimeout:
-		fmt.Fprintf(b, "\t\tflags dynamic,timeout\n\t\ttimeout %s\n", nftDuration(timeout))
+		fmt.Fprintf(b, "\t\tsize %d\n\t\tflags dynamic,timeout\n\t\ttimeout %s\n", LearnedSetSize, nftDuration(timeout))
 	}
 	if len(elems) > 0 {
 		b.WriteString("\t\telements = { ")
