@@ -13,6 +13,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"os"
@@ -21,7 +22,9 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/terok-ai/terok-shield/control"
 	"github.com/terok-ai/terok-shield/gate"
+	"github.com/terok-ai/terok-shield/hook"
 )
 
 func main() {
@@ -40,8 +43,31 @@ func run(args, env []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return gate.Main(args, stderr)
 	case filepath.Base(args[0]) == "podman":
 		return runShim(args, env, stdin, stdout, stderr)
+	case len(args) == 3 && args[1] == "hook":
+		return runHookFast(args[2], stdin, stderr)
+	case len(args) == 2 && args[1] == control.OpCommand:
+		return exitCode(control.ServeOp(context.Background(), stdin, stdout), stderr)
 	}
 	return runCLI(args[1:], env, stdin, stdout, stderr)
+}
+
+// runHookFast serves `terok-shield hook STAGE` without building the command tree: the hook sits
+// in every container start. The output matches the cobra path's.
+func runHookFast(stage string, stdin io.Reader, stderr io.Writer) int {
+	err := hook.Run(context.Background(), stage, hook.Env{Stdin: stdin})
+	if err != nil {
+		err = fmt.Errorf("terok-shield hook %s: %w", stage, err)
+	}
+	return exitCode(err, stderr)
+}
+
+// exitCode prints err once, like runCLI, and maps it to the process exit code.
+func exitCode(err error, stderr io.Writer) int {
+	if err == nil {
+		return 0
+	}
+	fmt.Fprintf(stderr, "Error: %v\n", err)
+	return 1
 }
 
 // getenvFrom returns a lookup function over an environment slice (last assignment wins, like

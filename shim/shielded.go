@@ -63,7 +63,8 @@ func prepareShielded(inv *argparse.Invocation, dec inject.Decision, cfg *config.
 	if cfg.Resolver.Tier == "static" {
 		return nil, errors.New("terok-shield: resolver tier \"static\" (config.yml resolver.tier) is not implemented yet; use auto or dnsmasq")
 	}
-	if _, err := dnsmasq.Find(); err != nil {
+	dnsmasqBin, err := dnsmasq.Find()
+	if err != nil {
 		return nil, fmt.Errorf("terok-shield: the resolver is required for shielded containers: %w", err)
 	}
 
@@ -110,6 +111,7 @@ func prepareShielded(inv *argparse.Invocation, dec inject.Decision, cfg *config.
 		d.Mode = state.ModeUp
 		d.Resolver = state.Resolver{
 			Tier:       state.TierDnsmasq,
+			Binary:     dnsmasqBin,
 			Upstreams:  upstreams,
 			LearnedTTL: state.Duration(cfg.Resolver.LearnedTTL),
 		}

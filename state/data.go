@@ -117,6 +117,7 @@ type Resolver struct {
 	LearnedTTL   Duration     `json:"learned_ttl,omitempty"`   // lifetime of DNS-learned set elements
 	HostGateways []netip.Addr `json:"host_gateways,omitempty"` // addresses that reach the host
 	HostPorts    []uint16     `json:"host_ports,omitempty"`    // host loopback ports the container may reach
+	Binary       string       `json:"binary,omitempty"`        // dnsmasq executable the shim checked for nftset support
 }
 
 // Static is what the static resolver tier resolved on the host.
