@@ -48,6 +48,7 @@ type Result struct {
 	Answers   []string  `json:"answers,omitempty"`
 	Caps      *Caps     `json:"caps,omitempty"`
 	Attempts  []Attempt `json:"attempts,omitempty"`
+	Hold      *Hold     `json:"hold,omitempty"`
 	Error     string    `json:"error,omitempty"`
 	ElapsedMS int64     `json:"elapsed_ms"`
 }
@@ -82,6 +83,8 @@ func Decode(b []byte) (Result, error) {
 const Usage = `usage: probe SUBCOMMAND [ARGS] [--timeout DUR]
   tcp HOST:PORT [--send DATA]        connect, send a line, read one line
   udp HOST:PORT [--send DATA]        send a datagram, read one
+  hold HOST:PORT [--for DUR] [--every DUR]
+                                     keep a TCP connection, one line each way every 200ms, until it breaks
   ping ADDR                          ICMP echo (ping socket, raw socket fallback)
   dns NAME [--server ADDR] [--tcp] [--type A|AAAA|...]
   dot NAME --server ADDR[:853] [--sni NAME]
@@ -150,6 +153,7 @@ func commands() map[string]command {
 	return map[string]command{
 		"tcp":     {1, func(a Args, t time.Duration) Result { return probeTCP(a.Pos[0], a.Opts["send"], t) }},
 		"udp":     {1, func(a Args, t time.Duration) Result { return probeUDP(a.Pos[0], a.Opts["send"], t) }},
+		"hold":    {1, probeHoldArgs},
 		"ping":    {1, func(a Args, t time.Duration) Result { return probePing(a.Pos[0], t) }},
 		"dns":     {1, probeDNS},
 		"dot":     {1, probeDoT},
