@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -90,7 +91,8 @@ const Usage = `usage: probe SUBCOMMAND [ARGS] [--timeout DUR]
   dot NAME --server ADDR[:853] [--sni NAME]
   doh NAME --url https://ADDR/dns-query [--sni NAME]
   tls HOST:PORT [--sni NAME] [--host HOST] [--path /]
-  caps | rawsock | nft | userns`
+  caps | rawsock | nft | userns
+  batch                              run the probes of a JSON list on stdin (see Batch)`
 
 // Args are parsed command-line arguments: positionals and --key value / --flag options.
 type Args struct {
@@ -173,10 +175,37 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, Usage)
 		return 2
 	}
+	if args[0] == "batch" {
+		if len(args) != 1 {
+			fmt.Fprintf(stderr, "probe: batch takes no arguments\n%s\n", Usage)
+			return 2
+		}
+		return Batch(os.Stdin, stdout, stderr)
+	}
+	r, code := runOne(args, stderr)
+	if code != 0 {
+		return code
+	}
+	b, err := json.Marshal(r)
+	if err != nil {
+		fmt.Fprintf(stderr, "probe: %v\n", err)
+		return 1
+	}
+	fmt.Fprintln(stdout, string(b))
+	return 0
+}
+
+// runOne parses and runs one subcommand (not batch). On a usage error it writes the message to
+// stderr and returns code 2.
+func runOne(args []string, stderr io.Writer) (Result, int) {
+	if len(args) < 1 {
+		fmt.Fprintln(stderr, Usage)
+		return Result{}, 2
+	}
 	cmd, ok := commands()[args[0]]
 	if !ok {
 		fmt.Fprintf(stderr, "probe: unknown subcommand %q\n%s\n", args[0], Usage)
-		return 2
+		return Result{}, 2
 	}
 	a, err := ParseArgs(args[1:])
 	if err == nil && len(a.Pos) != cmd.npos {
@@ -188,7 +217,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "probe: %v\n%s\n", err, Usage)
-		return 2
+		return Result{}, 2
 	}
 	start := time.Now()
 	r := cmd.run(a, timeout)
@@ -197,13 +226,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		r.Target = a.Pos[0]
 	}
 	r.ElapsedMS = time.Since(start).Milliseconds()
-	b, err := json.Marshal(r)
-	if err != nil {
-		fmt.Fprintf(stderr, "probe: %v\n", err)
-		return 1
-	}
-	fmt.Fprintln(stdout, string(b))
-	return 0
+	return r, 0
 }
 
 // errnoName returns the symbolic name of an errno ("EPERM"), or its number.
