@@ -18,26 +18,41 @@ import (
 	"github.com/terok-ai/terok-shield/state"
 )
 
-// auditPaths returns the audit logs of one container (by name, ID or prefix) or of all.
+// auditPaths returns the audit logs of one container (by name, ID or prefix) or of all,
+// including the archived logs of containers removed on exit (run --rm).
 func (c *Controller) auditPaths(query string) ([]string, error) {
-	names := []string{}
-	if query != "" {
-		n, err := c.Find(query)
+	if query == "" {
+		names, err := c.Root.List()
 		if err != nil {
 			return nil, err
 		}
-		names = append(names, n)
-	} else {
-		var err error
-		if names, err = c.Root.List(); err != nil {
+		var out []string
+		for _, n := range names {
+			out = append(out, filepath.Join(c.bundlePath(n), state.FileAudit))
+		}
+		archived, err := c.Root.ArchivedAudits("")
+		if err != nil {
 			return nil, err
 		}
+		return append(out, archived...), nil
 	}
-	out := make([]string, len(names))
-	for i, n := range names {
-		out[i] = filepath.Join(c.bundlePath(n), state.FileAudit)
+	n, findErr := c.Find(query)
+	if findErr != nil {
+		// A removed container is known only by its archived logs.
+		if state.ValidateName(query) != nil {
+			return nil, findErr
+		}
+		archived, err := c.Root.ArchivedAudits(query)
+		if err != nil || len(archived) == 0 {
+			return nil, findErr
+		}
+		return archived, nil
 	}
-	return out, nil
+	archived, err := c.Root.ArchivedAudits(n)
+	if err != nil {
+		return nil, err
+	}
+	return append([]string{filepath.Join(c.bundlePath(n), state.FileAudit)}, archived...), nil
 }
 
 // Logs returns the last n audit events (all if n <= 0) of one container or of all, merged by

@@ -69,7 +69,7 @@ func Run(ctx context.Context, stage string, env Env) error {
 		}
 		return err
 	case StagePoststop:
-		return poststop(log, dir)
+		return poststop(log, dir, st.ID)
 	}
 	return fmt.Errorf("unknown hook stage %q (want %s or %s)", stage, StageCreateRuntime, StagePoststop)
 }
@@ -256,19 +256,24 @@ func startResolver(ctx context.Context, b *state.Bundle, d *state.Data, policy n
 	return nil
 }
 
-func poststop(log *slog.Logger, dir string) error {
+func poststop(log *slog.Logger, dir, id string) error {
 	b, err := state.OpenDir(dir, os.Geteuid())
 	if err != nil {
 		return err
 	}
 	defer b.Close()
+	data, loadErr := b.Load()
 	in := dnsmasq.Instance{
 		ConfFile: filepath.Join(b.Dir(), state.FileDnsmasqConf),
 		PIDFile:  filepath.Join(b.Dir(), state.FileDnsmasqPID),
 	}
 	var errs []error
-	if bin, err := dnsmasq.Find(); err == nil {
+	if loadErr == nil && recordedBinaryOK(data.Resolver.Binary) {
+		in.Binary = data.Resolver.Binary
+	} else if bin, err := dnsmasq.Find(); err == nil {
 		in.Binary = bin
+	}
+	if in.Binary != "" {
 		if err := dnsmasq.Stop(in); err != nil {
 			errs = append(errs, fmt.Errorf("stop resolver: %w", err))
 		}
@@ -278,13 +283,43 @@ func poststop(log *slog.Logger, dir string) error {
 	}
 	log.Info("teardown")
 	ev := audit.Event{Container: b.Name(), Action: audit.ActionTeardown, Source: "hook"}
+	// A container podman removes on exit (run --rm) leaves no bundle behind: its audit log
+	// moves to the state root's archive. Only the container the bundle was last set up for
+	// may do this: a newer container of the same name owns the bundle otherwise.
+	remove := loadErr == nil && data.AutoRemove && data.NetNS != nil && data.NetNS.ContainerID == id
+	if remove {
+		ev.Detail = "container removed on exit: audit log archived, bundle removed"
+	}
 	if len(errs) > 0 {
 		ev.Reason = errors.Join(errs...).Error()
 	}
 	if err := audit.New(b.Root(), audit.Options{}).Append(ev); err != nil {
 		errs = append(errs, fmt.Errorf("audit: %w", err))
 	}
+	if remove {
+		if err := archiveAndRemove(dir, b.Name()); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	return errors.Join(errs...)
+}
+
+// archiveAndRemove removes the bundle at dir (<root>/containers/<name>) after archiving its
+// audit log in <root>/removed.
+func archiveAndRemove(dir, name string) error {
+	containers := filepath.Dir(dir)
+	if filepath.Base(containers) != "containers" || filepath.Base(dir) != name {
+		return fmt.Errorf("remove bundle: %s is not <state root>/containers/%s", dir, name)
+	}
+	r, err := state.OpenRoot(filepath.Dir(containers))
+	if err != nil {
+		return fmt.Errorf("remove bundle: %w", err)
+	}
+	defer r.Close()
+	if err := r.ArchiveAndRemove(name, time.Now()); err != nil {
+		return fmt.Errorf("remove bundle: %w", err)
+	}
+	return nil
 }
 
 // writeProof writes the gate proof atomically into the bundle's gate directory.

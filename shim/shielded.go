@@ -125,6 +125,7 @@ func prepareShielded(inv *argparse.Invocation, dec inject.Decision, cfg *config.
 		// earlier container of the same name do not carry over.
 		d.Created = time.Now().UTC().Truncate(time.Millisecond)
 		d.Allow, d.Deny, d.Static, d.NetNS = state.Entries{}, state.Entries{}, nil, nil
+		d.AutoRemove = autoRemove(inv)
 		return nil
 	})
 	if err != nil {
@@ -160,6 +161,12 @@ func prepareShielded(inv *argparse.Invocation, dec inject.Decision, cfg *config.
 // ruleset's host-port rules only matter where the operator enabled it), pasta's mapped address.
 func hostGateways() []netip.Addr {
 	return []netip.Addr{netip.MustParseAddr("10.0.2.2"), netip.MustParseAddr("169.254.1.2")}
+}
+
+// autoRemove reports whether podman removes the container when it exits (run --rm).
+func autoRemove(inv *argparse.Invocation) bool {
+	fl := inv.Lookup("rm")
+	return inv.Canonical == "run" && len(fl) > 0 && fl[len(fl)-1].Value != "false"
 }
 
 // replacing reports whether the user asked podman to replace an existing container (--replace).

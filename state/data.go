@@ -140,6 +140,9 @@ type Data struct {
 	Resolver  Resolver       `json:"resolver"`
 	Static    *Static        `json:"static,omitempty"`
 	NetNS     *NetNSIdentity `json:"netns,omitempty"` // recorded by the hook
+	// AutoRemove: podman removes the container when it stops (run --rm), so the hook's
+	// poststop archives the audit log and removes the bundle.
+	AutoRemove bool `json:"auto_remove,omitempty"`
 }
 
 // AllowEntry adds e to the operator allow list and removes it from the
