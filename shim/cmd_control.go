@@ -82,6 +82,21 @@ func (deps *cliDeps) controller() (*control.Controller, func(), error) {
 	return c, func() { root.Close() }, nil
 }
 
+// withController runs fn with a Controller on the state root and whether --output json was
+// asked for: the preamble every container command shares.
+func (deps *cliDeps) withController(fn func(c *control.Controller, asJSON bool) error) error {
+	asJSON, err := deps.wantJSON()
+	if err != nil {
+		return err
+	}
+	c, done, err := deps.controller()
+	if err != nil {
+		return err
+	}
+	defer done()
+	return fn(c, asJSON)
+}
+
 // completeContainers completes the first argument with the names of the shielded containers.
 func completeContainers(deps *cliDeps) cobra.CompletionFunc {
 	return func(_ *cobra.Command, args []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
@@ -121,30 +136,23 @@ func newChangeCmd(deps *cliDeps, deny bool) *cobra.Command {
 		Args:              usageArgs(cobra.MinimumNArgs(2)),
 		ValidArgsFunction: completeContainers(deps),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			asJSON, err := deps.wantJSON()
-			if err != nil {
-				return err
-			}
-			c, done, err := deps.controller()
-			if err != nil {
-				return err
-			}
-			defer done()
-			change := c.Allow
-			if deny {
-				change = c.Deny
-			}
-			changes, err := change(cmd.Context(), args[0], args[1:])
-			if err != nil && changes == nil {
-				return err
-			}
-			var werr error
-			if asJSON {
-				werr = writeJSON(cmd.OutOrStdout(), changes)
-			} else {
-				werr = control.WriteChanges(cmd.OutOrStdout(), changes)
-			}
-			return errors.Join(err, werr)
+			return deps.withController(func(c *control.Controller, asJSON bool) error {
+				change := c.Allow
+				if deny {
+					change = c.Deny
+				}
+				changes, err := change(cmd.Context(), args[0], args[1:])
+				if err != nil && changes == nil {
+					return err
+				}
+				var werr error
+				if asJSON {
+					werr = writeJSON(cmd.OutOrStdout(), changes)
+				} else {
+					werr = control.WriteChanges(cmd.OutOrStdout(), changes)
+				}
+				return errors.Join(err, werr)
+			})
 		},
 	}
 }
@@ -155,30 +163,23 @@ func newModeCmd(deps *cliDeps, mode state.Mode) *cobra.Command {
 		Args:              usageArgs(cobra.ExactArgs(1)),
 		ValidArgsFunction: completeContainers(deps),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			asJSON, err := deps.wantJSON()
-			if err != nil {
-				return err
-			}
 			m := mode
 			if all {
 				m = state.ModeDownAll
 			}
-			c, done, err := deps.controller()
-			if err != nil {
-				return err
-			}
-			defer done()
-			mc, err := c.SetMode(cmd.Context(), args[0], m)
-			if err != nil && mc == nil {
-				return err
-			}
-			var werr error
-			if asJSON {
-				werr = writeJSON(cmd.OutOrStdout(), mc)
-			} else {
-				werr = control.WriteModeChange(cmd.OutOrStdout(), mc)
-			}
-			return errors.Join(err, werr)
+			return deps.withController(func(c *control.Controller, asJSON bool) error {
+				mc, err := c.SetMode(cmd.Context(), args[0], m)
+				if err != nil && mc == nil {
+					return err
+				}
+				var werr error
+				if asJSON {
+					werr = writeJSON(cmd.OutOrStdout(), mc)
+				} else {
+					werr = control.WriteModeChange(cmd.OutOrStdout(), mc)
+				}
+				return errors.Join(err, werr)
+			})
 		},
 	}
 	switch mode {
@@ -205,38 +206,31 @@ func newStatusCmd(deps *cliDeps) *cobra.Command {
 		Args:              usageArgs(cobra.MaximumNArgs(1)),
 		ValidArgsFunction: completeContainers(deps),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			asJSON, err := deps.wantJSON()
-			if err != nil {
-				return err
-			}
-			c, done, err := deps.controller()
-			if err != nil {
-				return err
-			}
-			defer done()
-			w := cmd.OutOrStdout()
-			if len(args) == 0 {
-				userDir, err := profiles.DefaultUserDir(deps.getenv)
-				if err != nil {
-					return err
+			return deps.withController(func(c *control.Controller, asJSON bool) error {
+				w := cmd.OutOrStdout()
+				if len(args) == 0 {
+					userDir, err := profiles.DefaultUserDir(deps.getenv)
+					if err != nil {
+						return err
+					}
+					gs, err := c.Global(shieldVersion(), profiles.Loader{Bundled: profiles.BundledFS(), UserDir: userDir})
+					if err != nil {
+						return err
+					}
+					if asJSON {
+						return writeJSON(w, gs)
+					}
+					return control.WriteGlobal(w, gs)
 				}
-				gs, err := c.Global(shieldVersion(), profiles.Loader{Bundled: profiles.BundledFS(), UserDir: userDir})
+				st, err := c.Status(cmd.Context(), args[0])
 				if err != nil {
 					return err
 				}
 				if asJSON {
-					return writeJSON(w, gs)
+					return writeJSON(w, st)
 				}
-				return control.WriteGlobal(w, gs)
-			}
-			st, err := c.Status(cmd.Context(), args[0])
-			if err != nil {
-				return err
-			}
-			if asJSON {
-				return writeJSON(w, st)
-			}
-			return control.WriteStatus(w, st)
+				return control.WriteStatus(w, st)
+			})
 		},
 	}
 }
@@ -249,23 +243,16 @@ func newRulesCmd(deps *cliDeps) *cobra.Command {
 		Args:              usageArgs(cobra.ExactArgs(1)),
 		ValidArgsFunction: completeContainers(deps),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			asJSON, err := deps.wantJSON()
-			if err != nil {
-				return err
-			}
-			c, done, err := deps.controller()
-			if err != nil {
-				return err
-			}
-			defer done()
-			st, err := c.Rules(cmd.Context(), args[0])
-			if err != nil {
-				return err
-			}
-			if asJSON {
-				return writeJSON(cmd.OutOrStdout(), st)
-			}
-			return control.WriteRules(cmd.OutOrStdout(), st)
+			return deps.withController(func(c *control.Controller, asJSON bool) error {
+				st, err := c.Rules(cmd.Context(), args[0])
+				if err != nil {
+					return err
+				}
+				if asJSON {
+					return writeJSON(cmd.OutOrStdout(), st)
+				}
+				return control.WriteRules(cmd.OutOrStdout(), st)
+			})
 		},
 	}
 }
@@ -472,40 +459,34 @@ func newDoctorCmd(deps *cliDeps) *cobra.Command {
 		Example: "  terok-shield doctor\n  terok-shield doctor --output json",
 		Args:    usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			asJSON, err := deps.wantJSON()
-			if err != nil {
-				return err
-			}
-			c, done, err := deps.controller()
-			if err != nil {
-				return err
-			}
-			defer done()
-			env := control.DoctorEnv{Getenv: deps.getenv}
-			self, _ := os.Executable()
-			if self != "" {
-				self, _ = filepath.EvalSymlinks(self)
-			}
-			env.Podman, env.PodmanErr = findRealPodman(deps.getenv, self)
-			checks := c.Doctor(cmd.Context(), env)
-			if asJSON {
-				err = writeJSON(cmd.OutOrStdout(), checks)
-			} else {
-				err = control.WriteChecks(cmd.OutOrStdout(), checks)
-			}
-			if err != nil {
-				return err
-			}
-			failed := 0
-			for _, ch := range checks {
-				if !ch.OK {
-					failed++
+			return deps.withController(func(c *control.Controller, asJSON bool) error {
+				env := control.DoctorEnv{Getenv: deps.getenv}
+				self, _ := os.Executable()
+				if self != "" {
+					self, _ = filepath.EvalSymlinks(self)
 				}
-			}
-			if failed > 0 {
-				return &exitError{code: 1, err: fmt.Errorf("%d check(s) failed", failed)}
-			}
-			return nil
+				env.Podman, env.PodmanErr = findRealPodman(deps.getenv, self)
+				checks := c.Doctor(cmd.Context(), env)
+				var err error
+				if asJSON {
+					err = writeJSON(cmd.OutOrStdout(), checks)
+				} else {
+					err = control.WriteChecks(cmd.OutOrStdout(), checks)
+				}
+				if err != nil {
+					return err
+				}
+				failed := 0
+				for _, ch := range checks {
+					if !ch.OK {
+						failed++
+					}
+				}
+				if failed > 0 {
+					return &exitError{code: 1, err: fmt.Errorf("%d check(s) failed", failed)}
+				}
+				return nil
+			})
 		},
 	}
 }
