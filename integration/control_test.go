@@ -1,0 +1,193 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package integration
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/terok-ai/terok-shield/internal/probe"
+	"github.com/terok-ai/terok-shield/internal/testnet"
+)
+
+// startControlled starts a shielded container with the e2e profile for the control tests and
+// returns its name and a normaliser for its command output.
+func startControlled(t *testing.T, ctx context.Context, sp *ShieldedPodman, prefix string) (string, *normaliser) {
+	t.Helper()
+	if err := sp.WriteProfile("e2e", e2eProfile...); err != nil {
+		t.Fatal(err)
+	}
+	name := sp.Name(prefix)
+	if err := sp.StartShielded(ctx, name, "e2e"); err != nil {
+		t.Fatal(err)
+	}
+	r, err := sp.Real.Run(ctx, "inspect", "--format", "{{.Id}}", name)
+	if err := mustExit(r, err, 0); err != nil {
+		t.Fatal(err)
+	}
+	id := strings.TrimSpace(r.Stdout)
+	version := strings.TrimPrefix(strings.TrimSpace(shieldRun(t, ctx, sp, 0, "version").Stdout), "terok-shield ")
+	norm := &normaliser{}
+	norm.add(sp.StateDir, "<STATE>")
+	norm.add(sp.ConfigDir, "<CONFIG>")
+	norm.add(sp.H.Dir, "<WORK>")
+	norm.add(id, "<ID>")
+	if len(id) > 12 {
+		norm.add(id[:12], "<ID12>")
+	}
+	norm.add(name, "<NAME>")
+	norm.add(version, "<VERSION>")
+	return name, norm
+}
+
+var dnsAllowed = outcome{Result: probe.OK, Rcode: "NOERROR", Answers: []string{"A " + testnet.BenchV4}}
+
+// TestControlCommands runs every control command through the shim on a running shielded
+// container and compares its output (human and --output json) with the goldens; allow and
+// deny of an address, a prefix and a name are checked with real traffic.
+func TestControlCommands(t *testing.T) {
+	forModes(t, 3*time.Minute, func(t *testing.T, ctx context.Context, n *testnet.Net, sp *ShieldedPodman) {
+		name, norm := startControlled(t, ctx, sp, "ctl")
+		prepared := sp.Name("prepared")
+		norm.add(prepared, "<PREPARED>")
+		golden := func(golden string, exit int, args ...string) {
+			t.Helper()
+			checkGolden(t, sp.Mode, norm, golden, shieldRun(t, ctx, sp, exit, args...))
+		}
+
+		golden("status-global", 0, "status")
+		golden("status-global-json", 0, "status", "--output", "json")
+		golden("status", 0, "status", name)
+		golden("status-json", 0, "status", name, "--output", "json")
+		golden("profiles", 0, "profiles")
+		golden("profiles-json", 0, "profiles", "--output", "json")
+
+		// Before any change: the unlisted name, address and prefix are refused (the positive
+		// control of the allows below) and a listed address is reachable.
+		n.ResetHits()
+		runCases(t, ctx, sp, name, []netCase{
+			{name: "before allow: dns unlisted name", args: []string{"dns", "unlisted.test"}, want: outcome{Result: probe.OK, Rcode: "REFUSED"}},
+			{name: "before allow: tcp unlisted address", args: []string{"tcp", testnet.EchoV4c + ":80"}, want: prohibited4},
+			{name: "before allow: tcp in unlisted prefix", args: []string{"tcp", testnet.EchoV4b + ":80"}, want: prohibited4},
+			{name: "before allow: tcp listed address", args: []string{"tcp", testnet.EchoV4 + ":80"}, want: echoed("web4")},
+		})
+		checkHits(t, n, "before allow", "web4")
+
+		golden("allow-ip-json", 0, "allow", name, testnet.EchoV4c, "--output", "json")
+		golden("allow-cidr-json", 0, "allow", name, "198.51.100.0/24", "--output", "json")
+		golden("allow-name", 0, "allow", name, "unlisted.test")
+		golden("allow-name-again-json", 0, "allow", name, "unlisted.test", "--output", "json")
+		runCases(t, ctx, sp, name, []netCase{
+			{name: "allowed: tcp address", args: []string{"tcp", testnet.EchoV4c + ":80"}, want: echoed("web4c")},
+			{name: "allowed: tcp in prefix", args: []string{"tcp", testnet.EchoV4b + ":80"}, want: echoed("web4b")},
+			{name: "allowed: dns name", args: []string{"dns", "unlisted.test"},
+				want: outcome{Result: probe.OK, Rcode: "NOERROR", Answers: []string{"A " + testnet.BenchUnlistedV4}}},
+			{name: "allowed: tcp to the name's address", args: []string{"tcp", testnet.BenchUnlistedV4 + ":80"}, want: echoed("bench4-unlisted")},
+			{name: "allowed: tcp still unlisted", args: []string{"tcp", testnet.CanaryV4 + ":80"}, want: prohibited4},
+		})
+		checkHits(t, n, "after allow", "bench4-unlisted", "web4b", "web4c")
+
+		// The name first: denying it removes the addresses the resolver learned for it.
+		golden("deny-name-json", 0, "deny", name, "unlisted.test", "--output", "json")
+		golden("deny-name-again", 0, "deny", name, "unlisted.test")
+		runCases(t, ctx, sp, name, []netCase{
+			{name: "denied: dns name", args: []string{"dns", "unlisted.test"}, want: outcome{Result: probe.OK, Rcode: "REFUSED"}},
+			{name: "denied: tcp to the address learned for the name", args: []string{"tcp", testnet.BenchUnlistedV4 + ":80"}, want: prohibited4},
+			{name: "deny name: allowed address still reachable", args: []string{"tcp", testnet.EchoV4c + ":80"}, want: echoed("web4c")},
+		})
+		checkHits(t, n, "after deny of the name", "web4c")
+		golden("deny-ip-json", 0, "deny", name, testnet.EchoV4c, "--output", "json")
+		golden("deny-cidr-json", 0, "deny", name, "198.51.100.0/24", "--output", "json")
+		runCases(t, ctx, sp, name, []netCase{
+			{name: "denied: tcp address", args: []string{"tcp", testnet.EchoV4c + ":80"}, want: prohibited4},
+			{name: "denied: tcp in prefix", args: []string{"tcp", testnet.EchoV4b + ":80"}, want: prohibited4},
+			{name: "denied: listed address still reachable", args: []string{"tcp", testnet.EchoV4 + ":80"}, want: echoed("web4")},
+		})
+		checkHits(t, n, "after deny", "web4")
+
+		golden("rules", 0, "rules", name)
+		golden("rules-json", 0, "rules", name, "--output", "json")
+		golden("logs-container-json", 0, "logs", "--container", name, "-n", "4", "--output", "json")
+		golden("logs", 0, "logs", "-n", "3")
+		golden("prepare-json", 0, "prepare", prepared, "--json")
+		golden("prepare-profiles", 0, "prepare", prepared, "--profiles", "e2e")
+		golden("doctor", 1, "doctor")
+		golden("doctor-json", 1, "doctor", "--output", "json")
+		golden("preview", 0, "preview")
+		golden("preview-down-all", 0, "preview", "--down", "--all")
+	})
+}
+
+// TestControlModeCycle switches a running shielded container up → down → down --all →
+// block → up through the shim and checks at each step, from inside the container, what is
+// reachable, with the servers' records saying what got through. An address denied before the
+// cycle stays refused in every mode.
+func TestControlModeCycle(t *testing.T) {
+	forModes(t, 3*time.Minute, func(t *testing.T, ctx context.Context, n *testnet.Net, sp *ShieldedPodman) {
+		name, norm := startControlled(t, ctx, sp, "cycle")
+		shieldRun(t, ctx, sp, 0, "deny", name, testnet.EchoV4c)
+		// A blocked connection times out (block drops): short probes.
+		blocked := outcome{Result: probe.Timeout, Errno: "ETIMEDOUT"}
+		tcp := func(addr string) []string { return []string{"tcp", addr + ":80"} }
+		steps := []struct {
+			args   []string // the mode command after `podman shield` (nil: the initial up)
+			state  string   // first line of status
+			cases  []netCase
+			reach  []string // the servers that saw traffic
+			golden string
+		}{
+			{state: "up", cases: []netCase{
+				{name: "dns listed name", args: []string{"dns", "allowed.test"}, want: dnsAllowed},
+				{name: "tcp learned", args: tcp(testnet.BenchV4), want: echoed("bench4")},
+				{name: "tcp listed address", args: tcp(testnet.EchoV4), want: echoed("web4")},
+				{name: "tcp unlisted", args: tcp(testnet.BenchUnlistedV4), want: prohibited4},
+				{name: "tcp private", args: tcp(testnet.PrivateV4), want: prohibited4},
+				{name: "tcp denied", args: tcp(testnet.EchoV4c), want: prohibited4},
+			}, reach: []string{"bench4", "web4"}},
+			{args: []string{"down"}, state: "down", golden: "mode-down-json", cases: []netCase{
+				{name: "tcp listed address", args: tcp(testnet.EchoV4), want: echoed("web4")},
+				{name: "tcp unlisted", args: tcp(testnet.BenchUnlistedV4), want: echoed("bench4-unlisted")},
+				{name: "tcp private", args: tcp(testnet.PrivateV4), want: prohibited4},
+				{name: "tcp denied", args: tcp(testnet.EchoV4c), want: prohibited4},
+			}, reach: []string{"bench4-unlisted", "web4"}},
+			{args: []string{"down", "--all"}, state: "down_all", golden: "mode-down-all-json", cases: []netCase{
+				{name: "tcp unlisted", args: tcp(testnet.BenchUnlistedV4), want: echoed("bench4-unlisted")},
+				{name: "tcp private", args: tcp(testnet.PrivateV4), want: echoed("canary-private")},
+				{name: "tcp denied", args: tcp(testnet.EchoV4c), want: prohibited4},
+			}, reach: []string{"bench4-unlisted", "canary-private"}},
+			{args: []string{"block"}, state: "block", golden: "mode-block-json", cases: []netCase{
+				{name: "tcp listed address", args: append(tcp(testnet.EchoV4), "--timeout", "1s"), want: blocked},
+				{name: "tcp learned", args: append(tcp(testnet.BenchV4), "--timeout", "1s"), want: blocked},
+				{name: "tcp unlisted", args: append(tcp(testnet.BenchUnlistedV4), "--timeout", "1s"), want: blocked},
+			}},
+			{args: []string{"up"}, state: "up", golden: "mode-up-json", cases: []netCase{
+				{name: "dns listed name", args: []string{"dns", "allowed.test"}, want: dnsAllowed},
+				{name: "tcp learned", args: tcp(testnet.BenchV4), want: echoed("bench4")},
+				{name: "tcp unlisted", args: tcp(testnet.BenchUnlistedV4), want: prohibited4},
+				{name: "tcp private", args: tcp(testnet.PrivateV4), want: prohibited4},
+				{name: "tcp denied", args: tcp(testnet.EchoV4c), want: prohibited4},
+			}, reach: []string{"bench4"}},
+		}
+		for _, s := range steps {
+			step := "up"
+			if s.args != nil {
+				step = strings.Join(s.args, " ")
+				r := shieldRun(t, ctx, sp, 0, append(append([]string{}, s.args...), name, "--output", "json")...)
+				checkGolden(t, sp.Mode, norm, s.golden, r)
+			}
+			n.ResetHits()
+			cases := make([]netCase, len(s.cases))
+			for i, c := range s.cases {
+				c.name = step + ": " + c.name
+				cases[i] = c
+			}
+			runCases(t, ctx, sp, name, cases)
+			checkHits(t, n, step, s.reach...)
+			if got := strings.SplitN(shieldRun(t, ctx, sp, 0, "status", name).Stdout, "\n", 2)[0]; got != s.state {
+				t.Errorf("%s: status says %q, want %q", step, got, s.state)
+			}
+		}
+	})
+}
