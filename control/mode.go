@@ -53,7 +53,9 @@ func (c *Controller) SetMode(ctx context.Context, query string, mode state.Mode)
 				return err
 			}
 			in, _, _ := hook.Resolver(b.Dir(), d, policy, c.Dnsmasq)
-			op.Resolver = &ResolverOp{Instance: in}
+			// Restarted, not just started: the new table's learned sets are empty and dnsmasq
+			// adds to them only when it forwards, never on a cache hit.
+			op.Resolver = &ResolverOp{Instance: in, Restart: true}
 		}
 		if _, err := run(ctx, op); err != nil {
 			restore()
