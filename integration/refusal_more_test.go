@@ -17,9 +17,11 @@ import (
 )
 
 // TestShieldedRefusalsMore: the refusals TestShieldedRefusals does not cover — remote mode
-// (flag and CONTAINER_HOST), pods, other runtimes, disabled seccomp, --userns host and
-// --init-path — exit 125 with one line before podman runs: no container, no state bundle,
-// nothing sent. The control is the same command line without the flag.
+// (flag and CONTAINER_HOST), pods, other runtimes, disabled seccomp, --userns host,
+// --init-path, an unknown flag, container:/ns: networks, a second /etc/resolv.conf mount and
+// mounts of podman's socket dir or the shield's config — exit 125 with one line before podman
+// runs: no container, no state bundle, nothing sent. The control is the same command line
+// without the flag.
 func TestShieldedRefusalsMore(t *testing.T) {
 	forModes(t, 2*time.Minute, func(t *testing.T, ctx context.Context, n *testnet.Net, sp *ShieldedPodman) {
 		if err := sp.WriteProfile("gate", gateProfile...); err != nil {
@@ -40,6 +42,12 @@ func TestShieldedRefusalsMore(t *testing.T) {
 			{name: "seccomp unconfined", reason: "--security-opt seccomp=unconfined", flags: []string{"--security-opt", "seccomp=unconfined"}},
 			{name: "userns host", reason: "--userns host", flags: []string{"--userns", "host"}},
 			{name: "init-path", reason: "--init-path", flags: []string{"--init-path", "/bin/true"}},
+			{name: "unknown flag", reason: "unknown flag: --no-such-flag", flags: []string{"--no-such-flag"}},
+			{name: "network container", reason: "--network container:other", flags: []string{"--network", "container:other"}},
+			{name: "network ns", reason: "--network ns:/run/netns/x", flags: []string{"--network", "ns:/run/netns/x"}},
+			{name: "second resolv.conf", reason: "/etc/resolv.conf", flags: []string{"-v", "/etc/hosts:/etc/resolv.conf:ro"}},
+			{name: "podman socket dir", reason: "exposes /run/podman", flags: []string{"-v", "/run/podman:/var/run/podman"}},
+			{name: "config dir", reason: "exposes " + sp.ConfigDir, flags: []string{"-v", sp.ConfigDir + ":/cfg"}},
 		}
 		for _, c := range cases {
 			n.ResetHits()

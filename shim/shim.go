@@ -26,7 +26,7 @@ func runShim(args, env []string, stdin io.Reader, stdout, stderr io.Writer) int 
 		// Unparsable: podman reports its own error, unless the user asked for a shield, which
 		// must never silently turn into an unshielded run.
 		if getenv(inject.EnvShield) != "" || getenv(inject.EnvProfiles) != "" || hasShimFlag(args[1:]) {
-			fmt.Fprintf(stderr, "terok-shield: cannot shield this command line: %v\n", perr)
+			fmt.Fprintf(stderr, "terok-shield: cannot shield this container: %v\n", perr)
 			return 125
 		}
 		return passThrough(args, env, stderr)
