@@ -20,10 +20,12 @@
 //	  enabled: bool                      [true]
 //	  max_bytes: int                     [10485760] rotate audit.jsonl beyond this size, >= 4096
 //	resolver:
-//	  tier: auto | dnsmasq | static      [auto] the dnsmasq tier; "static" (resolve before start,
-//	                                        no dnsmasq) is not implemented yet and is refused
+//	  tier: auto | dnsmasq | static      [auto] auto: dnsmasq when a usable one is installed, else static;
+//	                                        static: names resolved before start, no resolver runs
 //	  upstream: [ip, ...]                [] resolvers to forward to; empty = detect from the network mode
+//	                                        (static tier: the host's resolv.conf nameservers)
 //	  learned_ttl: duration              [1h] lifetime of addresses learned from DNS answers, > 0
+//	  static_max_age: duration           [1h] static tier: resolved addresses are reused this long, > 0
 //	shield:
 //	  default: bool                      [false] shield every `podman run`/`create` with no matching rule
 //	  rules:                             [] first matching rule wins
@@ -80,6 +82,8 @@ type Resolver struct {
 	Tier       string // "auto", "dnsmasq" or "static"
 	Upstream   []netip.Addr
 	LearnedTTL time.Duration
+	// StaticMaxAge is how long the static tier reuses resolved addresses.
+	StaticMaxAge time.Duration
 }
 
 // Shield says which containers are shielded.
@@ -102,7 +106,7 @@ func Defaults() *Config {
 		Mode:            "auto",
 		DefaultProfiles: []string{profiles.DefaultProfile},
 		Audit:           Audit{Enabled: true, MaxBytes: 10 << 20},
-		Resolver:        Resolver{Tier: "auto", LearnedTTL: time.Hour},
+		Resolver:        Resolver{Tier: "auto", LearnedTTL: time.Hour, StaticMaxAge: time.Hour},
 	}
 }
 
@@ -272,6 +276,9 @@ func Parse(file string, data []byte) (*Config, error) {
 				},
 				"upstream":    func(n *yaml.Node, path string) error { return p.addrs(n, path, &c.Resolver.Upstream) },
 				"learned_ttl": func(n *yaml.Node, path string) error { return p.duration(n, path, &c.Resolver.LearnedTTL) },
+				"static_max_age": func(n *yaml.Node, path string) error {
+					return p.duration(n, path, &c.Resolver.StaticMaxAge)
+				},
 			})
 		},
 		"shield": func(n *yaml.Node, path string) error {

@@ -27,6 +27,7 @@ resolver:
   tier: static
   upstream: [10.0.2.3, "::ffff:1.1.1.1", 2606:4700:4700::1111]
   learned_ttl: 30m
+  static_max_age: 10m
 shield:
   default: true
   rules:
@@ -47,7 +48,7 @@ shield:
 		DefaultProfiles: []string{"dev-python", "base"},
 		LoopbackPorts:   []int{8080, 5432},
 		Audit:           Audit{Enabled: false, MaxBytes: 1 << 20},
-		Resolver:        Resolver{Tier: "static", Upstream: []netip.Addr{netip.MustParseAddr("10.0.2.3"), netip.MustParseAddr("1.1.1.1"), netip.MustParseAddr("2606:4700:4700::1111")}, LearnedTTL: 30 * time.Minute},
+		Resolver:        Resolver{Tier: "static", Upstream: []netip.Addr{netip.MustParseAddr("10.0.2.3"), netip.MustParseAddr("1.1.1.1"), netip.MustParseAddr("2606:4700:4700::1111")}, LearnedTTL: 30 * time.Minute, StaticMaxAge: 10 * time.Minute},
 		Shield: Shield{Default: true, Rules: []Rule{
 			{Image: "docker.io/library/*", Shield: false},
 			{Image: "*python*", Name: "agent-*", Profiles: []string{"dev-python"}, Shield: true},
@@ -117,6 +118,7 @@ func TestParseErrors(t *testing.T) {
 		{"ttl bad", "resolver:\n  learned_ttl: soon\n", `resolver.learned_ttl: invalid duration "soon"`},
 		{"ttl int", "resolver:\n  learned_ttl: 60\n", `resolver.learned_ttl: expected a duration such as "1h" or "90s", got int "60"`},
 		{"ttl negative", "resolver:\n  learned_ttl: -1m\n", `resolver.learned_ttl: duration must be positive`},
+		{"static max age zero", "resolver:\n  static_max_age: 0s\n", `resolver.static_max_age: duration must be positive`},
 		{"shield default", "shield:\n  default: 1\n", "shield.default: expected true or false, got int \"1\""},
 		{"rules not list", "shield:\n  rules: {}\n", "config.yml:2: shield.rules: expected a list, got a mapping"},
 		{"rule empty", "shield:\n  rules:\n    - image: a\n    - profiles: [base]\n", "config.yml:4: shield.rules[1]: a rule needs image and/or name"},

@@ -165,11 +165,17 @@ func PolicyFor(d *state.Data) (nft.Policy, error) {
 	if err != nil {
 		return nft.Policy{}, err
 	}
+	// The static tier runs no resolver, so nothing may reach the upstreams: its upstreams
+	// are what the host resolves with.
+	upstreams := d.Resolver.Upstreams
+	if d.Resolver.Tier == state.TierStatic {
+		upstreams = nil
+	}
 	return nft.Policy{
 		Mode:           mode,
 		Allow:          d.EffectiveAllow().Prefixes,
 		Deny:           d.EffectiveDeny().Prefixes,
-		Upstreams:      d.Resolver.Upstreams,
+		Upstreams:      upstreams,
 		HostGateways:   d.Resolver.HostGateways,
 		HostPorts:      d.Resolver.HostPorts,
 		LearnedTimeout: time.Duration(d.Resolver.LearnedTTL),

@@ -33,9 +33,10 @@ const (
 	FileResolvConf  = "resolv.conf"
 	FileAudit       = "audit.jsonl"
 	FileHookLog     = "hook.log"
+	FileHosts       = "hosts" // /etc/hosts of a static-tier container
 )
 
-var fileNames = []string{FileBundle, FileLock, FileDnsmasqConf, FileDnsmasqPID, FileDnsmasqLog, FileResolvConf, FileAudit, FileHookLog}
+var fileNames = []string{FileBundle, FileLock, FileDnsmasqConf, FileDnsmasqPID, FileDnsmasqLog, FileResolvConf, FileAudit, FileHookLog, FileHosts}
 
 func checkFileName(name string) error {
 	if !slices.Contains(fileNames, name) {

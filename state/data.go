@@ -118,6 +118,9 @@ type Resolver struct {
 	HostGateways []netip.Addr `json:"host_gateways,omitempty"` // addresses that reach the host
 	HostPorts    []uint16     `json:"host_ports,omitempty"`    // host loopback ports the container may reach
 	Binary       string       `json:"binary,omitempty"`        // dnsmasq executable the shim checked for nftset support
+	// StaticMaxAge is how long the static tier's addresses count as fresh (`resolve`
+	// without --force does nothing before); 0 means the default of the shim.
+	StaticMaxAge Duration `json:"static_max_age,omitempty"`
 }
 
 // Static is what the static resolver tier resolved on the host.
