@@ -4,9 +4,13 @@ package integration
 
 import (
 	"context"
+	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
 
 	"github.com/terok-ai/terok-shield/internal/probe"
 	"github.com/terok-ai/terok-shield/internal/testnet"
@@ -189,5 +193,150 @@ func TestControlModeCycle(t *testing.T) {
 				t.Errorf("%s: status says %q, want %q", step, got, s.state)
 			}
 		}
+	})
+}
+
+// holdResult is one `probe hold` run in the container.
+type holdResult struct {
+	res probe.Result
+	err error
+}
+
+// holdIn starts `probe hold addr` in container name for dur and returns where its result
+// will arrive.
+func holdIn(ctx context.Context, sp *ShieldedPodman, name, addr string, dur time.Duration) <-chan holdResult {
+	ch := make(chan holdResult, 1)
+	go func() {
+		res, _, err := sp.ProbeIn(ctx, name, "hold", addr, "--for", dur.String(), "--timeout", "1s")
+		ch <- holdResult{res, err}
+	}()
+	return ch
+}
+
+// waitHit waits until server has recorded a TCP connection.
+func waitHit(t *testing.T, ctx context.Context, n *testnet.Net, server string) {
+	t.Helper()
+	for {
+		for _, h := range n.Hits(server) {
+			if h.Proto == "tcp" {
+				return
+			}
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("no connection reached %s", server)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// liveSet returns the elements of the named set from `podman shield rules --output json`.
+func liveSet(t *testing.T, ctx context.Context, sp *ShieldedPodman, name, set string) []string {
+	t.Helper()
+	var st struct {
+		Sets []struct {
+			Name     string
+			Elements []string
+		}
+	}
+	r := shieldRun(t, ctx, sp, 0, "rules", name, "--output", "json")
+	if err := json.Unmarshal([]byte(r.Stdout), &st); err != nil {
+		t.Fatalf("rules --output json: %v\n%s", err, r.Stdout)
+	}
+	for _, s := range st.Sets {
+		if s.Name == set {
+			return s.Elements
+		}
+	}
+	t.Fatalf("rules --output json has no set %s:\n%s", set, r.Stdout)
+	return nil
+}
+
+// TestControlDeny denies the address of a live connection and checks that the connection
+// breaks at once while another one stays up; that the deny wins over the resolver learning
+// the address again; and that allow and deny changes survive a restart through the shim.
+func TestControlDeny(t *testing.T) {
+	forModes(t, 3*time.Minute, func(t *testing.T, ctx context.Context, n *testnet.Net, sp *ShieldedPodman) {
+		// A 1 s TTL, so the resolver forwards the query again after the deny (dnsmasq adds
+		// to the learned sets only when it forwards).
+		if err := n.DNS.Set("allowed.test", "allowed.test. 1 IN A "+testnet.BenchV4, "allowed.test. 1 IN AAAA "+testnet.BenchV6); err != nil {
+			t.Fatal(err)
+		}
+		name, _ := startControlled(t, ctx, sp, "deny")
+		runCases(t, ctx, sp, name, []netCase{{name: "dns listed name", args: []string{"dns", "allowed.test"}, want: dnsAllowed}})
+		n.ResetHits()
+
+		// Two open connections, exchanging a line every 200 ms: one to the address about to
+		// be denied, one (the control) to a listed address.
+		const holdFor = 5 * time.Second
+		denied := holdIn(ctx, sp, name, testnet.BenchV4+":80", holdFor)
+		control := holdIn(ctx, sp, name, testnet.EchoV4+":80", holdFor)
+		waitHit(t, ctx, n, "bench4")
+		waitHit(t, ctx, n, "web4")
+		time.Sleep(600 * time.Millisecond)
+		denyStart := time.Now().UnixMilli()
+		shieldRun(t, ctx, sp, 0, "deny", name, testnet.BenchV4)
+		denyEnd := time.Now().UnixMilli()
+		d, c := <-denied, <-control
+		if d.err != nil || c.err != nil {
+			t.Fatalf("hold: %v / %v", d.err, c.err)
+		}
+		t.Logf("deny took %d ms; denied connection %+v %+v; control %+v", denyEnd-denyStart, d.res, d.res.Hold, c.res.Hold)
+		if h := d.res.Hold; h == nil || h.Exchanges < 2 || h.BrokeMS < denyStart || h.BrokeMS > denyEnd+1000 {
+			t.Errorf("denied connection: want at least 2 exchanges and a break between the deny's start (%d) and 1 s after its end (%d); got %+v", denyStart, denyEnd, h)
+		}
+		// TCP reports the admin-prohibited ICMP error as the socket error (no error queue).
+		cut := outcome{Result: probe.Error, Errno: "EHOSTUNREACH"}
+		if diff := cmp.Diff(cut, outcomeOf(t, d.res)); diff != "" {
+			t.Errorf("how the denied connection broke (-want +got):\n%s", diff)
+		}
+		if h := c.res.Hold; c.res.Result != probe.OK || h == nil || h.BrokeMS != 0 || h.LastOKMS < denyEnd {
+			t.Errorf("control connection to a listed address: want it held past the deny (%d); got %s %+v", denyEnd, c.res.Result, h)
+		}
+
+		// New connections are refused; the name still resolves and the resolver learns its
+		// address again (the positive control), which does not reopen it.
+		time.Sleep(1100 * time.Millisecond) // past the TTL
+		n.ResetHits()
+		runCases(t, ctx, sp, name, []netCase{
+			{name: "denied: new connection", args: []string{"tcp", testnet.BenchV4 + ":80"}, want: prohibited4},
+			{name: "denied: the name still resolves", args: []string{"dns", "allowed.test"}, want: dnsAllowed},
+		})
+		if len(n.DNS.QueriesFor("allowed.test")) == 0 {
+			t.Errorf("the resolver answered allowed.test from its cache: nothing was learned again")
+		}
+		if learned := liveSet(t, ctx, sp, name, "learned_v4"); !slices.ContainsFunc(learned, func(e string) bool { return strings.HasPrefix(e, testnet.BenchV4+" ") }) {
+			t.Errorf("learned_v4 after the lookup: %q, want %s learned again", learned, testnet.BenchV4)
+		}
+		runCases(t, ctx, sp, name, []netCase{
+			{name: "denied: after learning again", args: []string{"tcp", testnet.BenchV4 + ":80"}, want: prohibited4},
+		})
+		checkHits(t, n, "after the deny")
+
+		// Allow an unlisted address and deny a listed one, then restart through the shim.
+		shieldRun(t, ctx, sp, 0, "allow", name, testnet.BenchUnlistedV4)
+		shieldRun(t, ctx, sp, 0, "deny", name, testnet.EchoV4)
+		changed := []netCase{
+			{name: "allowed unlisted address", args: []string{"tcp", testnet.BenchUnlistedV4 + ":80"}, want: echoed("bench4-unlisted")},
+			{name: "denied listed address", args: []string{"tcp", testnet.EchoV4 + ":80"}, want: prohibited4},
+			{name: "still unlisted", args: []string{"tcp", testnet.EchoV4b + ":80"}, want: prohibited4},
+		}
+		runCases(t, ctx, sp, name, changed)
+		checkHits(t, n, "before the restart", "bench4-unlisted")
+		r, err := sp.Run(ctx, "restart", "--time", "5", name)
+		if err := mustExit(r, err, 0); err != nil {
+			t.Fatal(err)
+		}
+		if got := shieldRun(t, ctx, sp, 0, "status", name).Stdout; !strings.HasPrefix(got, "up\n") {
+			t.Errorf("status after the restart: %q, want up", got)
+		}
+		for i := range changed {
+			changed[i].name = "after the restart: " + changed[i].name
+		}
+		runCases(t, ctx, sp, name, append(changed,
+			netCase{name: "after the restart: dns listed name", args: []string{"dns", "allowed.test"}, want: dnsAllowed},
+			netCase{name: "after the restart: denied learned address", args: []string{"tcp", testnet.BenchV4 + ":80"}, want: prohibited4},
+		))
+		checkHits(t, n, "after the restart", "bench4-unlisted")
 	})
 }
