@@ -92,6 +92,7 @@ type mxCell struct {
 	Family   string `json:"family"`
 	Proto    string `json:"proto"`
 	Dest     string `json:"dest"`
+	Verdict  string `json:"verdict"` // the expectation in short: ok, ICMP 3/13, EPERM, REFUSED, ...
 	Expected string `json:"expected"`
 	Got      string `json:"got"`
 	Status   string `json:"status"` // pass, fail, n/a
@@ -301,7 +302,9 @@ func mxCells(m Mode, st string) []*mxCell {
 					cell.dnsName = name
 					cell.Expected = "rcode " + cell.want.Rcode
 				}
+				cell.Verdict = verdict
 				if verdict != vNA {
+					cell.Verdict = shortOutcome(cell.want)
 					cell.Expected += ": " + cell.want.String()
 				}
 				cells = append(cells, cell)
@@ -309,6 +312,21 @@ func mxCells(m Mode, st string) []*mxCell {
 		}
 	}
 	return cells
+}
+
+// shortOutcome is an expected outcome in a few words, for the report's tables.
+func shortOutcome(o outcome) string {
+	switch {
+	case o.Rcode != "":
+		return o.Rcode
+	case o.Result == probe.OK:
+		return "ok"
+	case o.ICMP != "":
+		return "ICMP " + o.ICMP
+	case o.Errno != "":
+		return o.Errno
+	}
+	return o.Result
 }
 
 // mxControl is a positive control: a probe in the same batch that must succeed in that state,
