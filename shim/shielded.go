@@ -3,6 +3,7 @@
 package main
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -22,6 +23,7 @@ import (
 	"github.com/terok-ai/terok-shield/hookconf"
 	"github.com/terok-ai/terok-shield/inject"
 	"github.com/terok-ai/terok-shield/profiles"
+	"github.com/terok-ai/terok-shield/resolve"
 	"github.com/terok-ai/terok-shield/state"
 )
 
@@ -56,16 +58,22 @@ func prepareShielded(inv *argparse.Invocation, dec inject.Decision, cfg *config.
 	if err != nil {
 		return nil, fmt.Errorf("terok-shield: %w", err)
 	}
-	upstreams, err := upstreamsFor(getenv, cfg.Resolver.Upstream)
+	tier, dnsmasqBin, err := chooseTier(cfg.Resolver.Tier, dnsmasq.Find)
 	if err != nil {
 		return nil, err
 	}
-	if cfg.Resolver.Tier == "static" {
-		return nil, errors.New("terok-shield: resolver tier \"static\" (config.yml resolver.tier) is not implemented yet; use auto or dnsmasq")
+	var upstreams []netip.Addr
+	if tier == state.TierStatic {
+		if err := checkStaticFlags(inv); err != nil {
+			return nil, err
+		}
+		resolvConf, _ := os.ReadFile("/etc/resolv.conf")
+		upstreams, err = staticUpstreams(getenv, cfg.Resolver.Upstream, resolvConf)
+	} else {
+		upstreams, err = upstreamsFor(getenv, cfg.Resolver.Upstream)
 	}
-	dnsmasqBin, err := dnsmasq.Find()
 	if err != nil {
-		return nil, fmt.Errorf("terok-shield: the resolver is required for shielded containers: %w", err)
+		return nil, err
 	}
 
 	hp, err := planHooks(rootDir, getenv)
@@ -105,26 +113,37 @@ func prepareShielded(inv *argparse.Invocation, dec inject.Decision, cfg *config.
 	}
 	defer b.Close()
 	plan.BundleDir = b.Dir()
+	resolver := state.Resolver{
+		Tier:         tier,
+		Binary:       dnsmasqBin,
+		Upstreams:    upstreams,
+		LearnedTTL:   state.Duration(cfg.Resolver.LearnedTTL),
+		StaticMaxAge: state.Duration(cfg.Resolver.StaticMaxAge),
+	}
+	if len(cfg.LoopbackPorts) > 0 {
+		resolver.HostGateways = hostGateways()
+		for _, p := range cfg.LoopbackPorts {
+			resolver.HostPorts = append(resolver.HostPorts, uint16(p))
+		}
+	}
+	var static staticResolution
+	if tier == state.TierStatic {
+		// Resolved before the bundle's lock is taken: the network may be slow.
+		prev, _ := b.Load()
+		d := &state.Data{Resolved: state.EntriesOf(set), Mode: state.ModeUp, Resolver: resolver}
+		ctx, cancel := context.WithTimeout(context.Background(), staticResolveTimeout)
+		static = resolveStatic(ctx, d, prev, &resolve.Resolver{Servers: resolve.Servers(upstreams)}, time.Now())
+		cancel()
+	}
 	err = b.Update(func(d *state.Data) error {
 		d.Profiles = set.Profiles
 		d.Resolved = state.EntriesOf(set)
 		d.Mode = state.ModeUp
-		d.Resolver = state.Resolver{
-			Tier:       state.TierDnsmasq,
-			Binary:     dnsmasqBin,
-			Upstreams:  upstreams,
-			LearnedTTL: state.Duration(cfg.Resolver.LearnedTTL),
-		}
-		if len(cfg.LoopbackPorts) > 0 {
-			d.Resolver.HostGateways = hostGateways()
-			for _, p := range cfg.LoopbackPorts {
-				d.Resolver.HostPorts = append(d.Resolver.HostPorts, uint16(p))
-			}
-		}
+		d.Resolver = resolver
 		// A new container of this name starts from its profiles: operator changes made to an
-		// earlier container of the same name do not carry over.
+		// earlier container of the same name do not carry over (fresh resolved addresses do).
 		d.Created = time.Now().UTC().Truncate(time.Millisecond)
-		d.Allow, d.Deny, d.Static, d.NetNS = state.Entries{}, state.Entries{}, nil, nil
+		d.Allow, d.Deny, d.Static, d.NetNS = state.Entries{}, state.Entries{}, static.Static, nil
 		d.AutoRemove = autoRemove(inv)
 		return nil
 	})
@@ -138,7 +157,21 @@ func prepareShielded(inv *argparse.Invocation, dec inject.Decision, cfg *config.
 			return nil, fmt.Errorf("terok-shield: audit: %w", err)
 		}
 	}
-	if err := b.WriteFile(state.FileResolvConf, []byte("nameserver 127.0.0.1\noptions ndots:0\n"), 0o644); err != nil {
+	resolvConf := "nameserver 127.0.0.1\noptions ndots:0\n"
+	var extra []string
+	if tier == state.TierStatic {
+		if err := auditStatic(al, name, static, os.Stderr); err != nil {
+			return nil, err
+		}
+		// No resolver listens on 127.0.0.1 in a static-tier container: a lookup that misses
+		// /etc/hosts fails at once (port unreachable) instead of waiting for a blocked upstream.
+		resolvConf = "# terok-shield static resolver tier: names resolve only through /etc/hosts\nnameserver 127.0.0.1\noptions ndots:0\n"
+		if err := b.WriteFile(state.FileHosts, resolve.Hosts(static.Static.Addrs), 0o644); err != nil {
+			return nil, err
+		}
+		extra = []string{"--volume", b.Dir() + "/" + state.FileHosts + ":/etc/hosts:ro"}
+	}
+	if err := b.WriteFile(state.FileResolvConf, []byte(resolvConf), 0o644); err != nil {
 		return nil, err
 	}
 	if err := b.Root().Mkdir(hook.GateDir, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
@@ -153,7 +186,7 @@ func prepareShielded(inv *argparse.Invocation, dec inject.Decision, cfg *config.
 			return nil, fmt.Errorf("terok-shield: %w", err)
 		}
 	}
-	return inject.Rewrite(inv, dec, plan), nil
+	return inv.Rewrite(inv.ImageIndex, append(inject.Args(inv, plan), extra...), dec.FlagIdx...), nil
 }
 
 // hostGateways returns the addresses under which a container reaches the host's loopback:
