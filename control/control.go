@@ -30,6 +30,8 @@ type Controller struct {
 	Nsenter string
 	// Dnsmasq is the resolver binary; empty means dnsmasq.Find.
 	Dnsmasq string
+	// StaticPort is the DNS port of the static tier's upstreams; 0 means 53.
+	StaticPort uint16
 	// Euid decides how namespaces are entered: 0 enters directly, anything else through
 	// nsenter into the container's user namespace.
 	Euid int
@@ -216,6 +218,10 @@ func (c *Controller) change(ctx context.Context, query string, targets []string,
 	if deny {
 		action = "deny"
 	}
+	pre, err := c.resolveAllowed(ctx, b, entries, deny)
+	if err != nil {
+		return nil, err
+	}
 	var changes []Change
 	var restarted bool
 	err = b.Update(func(d *state.Data) error {
@@ -241,6 +247,12 @@ func (c *Controller) change(ctx context.Context, query string, targets []string,
 			case profiles.Prefix:
 				ch.IPs = []string{ch.Target}
 			case profiles.Domain, profiles.Wildcard:
+				if d.Resolver.Tier == state.TierStatic {
+					if err := staticChange(d, e, deny, pre, &ch); err != nil {
+						return err
+					}
+					break
+				}
 				if d.Resolver.Tier != state.TierDnsmasq {
 					return fmt.Errorf("%s %s: names need the dnsmasq resolver tier (this container has %q)", action, ch.Target, d.Resolver.Tier)
 				}
@@ -282,6 +294,11 @@ func (c *Controller) change(ctx context.Context, query string, targets []string,
 		if err != nil {
 			restore()
 			return err
+		}
+		if d.Resolver.Tier == state.TierStatic {
+			if err := writeHosts(b, d); err != nil {
+				return err
+			}
 		}
 		restarted = dead && op.Resolver != nil
 		for i := range changes {

@@ -279,7 +279,7 @@ func TestRefusals(t *testing.T) {
 		{"stopped", "gone", "203.0.113.7", "container gone is not running"},
 		{"never started", "never", "203.0.113.7", "container never is not running"},
 		{"unshielded", "bare", "203.0.113.7", "container bare is not shielded"},
-		{"name on static tier", "web", "example.com", "names need the dnsmasq resolver tier"},
+		{"unresolvable name on static tier", "web", "example.com", "allow example.com: cannot resolve it (static resolver tier)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

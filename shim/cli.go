@@ -84,6 +84,7 @@ func newRootCmd(deps *cliDeps) *cobra.Command {
 		newSetupCmd(deps),
 	)
 	root.AddCommand(controlCommands(deps)...)
+	root.AddCommand(newResolveCmd(deps))
 	root.AddCommand(watchCommands(deps)...)
 	return root
 }
