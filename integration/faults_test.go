@@ -151,8 +151,8 @@ func TestFaultDnsmasqVanished(t *testing.T) {
 	})
 }
 
-// TestLearnedTTLOddSeconds: config.yml accepts any positive resolver.learned_ttl, so a
-// container configured with one must start. Today an odd number of seconds (3s) passes config
+// TestLearnedTTLOddSeconds: a container whose config.yml sets resolver.learned_ttl to an odd
+// number of seconds (which config validation accepts) must start, or be refused up front. Today an odd number of seconds (3s) passes config
 // validation but the createRuntime hook refuses the start ("max cache TTL 1.5s: want whole
 // seconds"): the resolver's max-cache-ttl is half the learned TTL. Either the config must
 // refuse such a value up front or the hook must round it; this test accepts both.

@@ -237,7 +237,8 @@ func renderMatrix(b *strings.Builder, m Matrix) {
 		"`ok`: the server answered; `ICMP 3/13` / `ICMP v6 1/1`: rejected with admin-prohibited in the container's own netns; " +
 		"`EPERM` / `ETIMEDOUT`: dropped on output (block; TCP's SYN is retried until the probe's 1 s timeout); " +
 		"`REFUSED` / `NOERROR`: the rcode of the container's resolver; `ICMP 3/3`: nothing listens on 127.0.0.1:53 (resolver killed).\n\n")
-	var notes []string
+	var notes []string             // "mode: reason", in first-seen order
+	noted := map[string][]string{} // note -> "class family proto"
 	for _, mode := range modes {
 		fmt.Fprintf(b, "### %s\n\n| destination | family | proto |", mode)
 		for _, st := range m.States {
@@ -267,9 +268,13 @@ func renderMatrix(b *strings.Builder, m Matrix) {
 					b.WriteString(" – |")
 				case c.Status == "n/a":
 					b.WriteString(" n/a |")
-					note := mode + ": " + c.Class + " " + c.Family + " " + c.Proto + " — " + c.Reason
-					if !slices.Contains(notes, note) {
-						notes = append(notes, note)
+					note := mode + ": " + c.Reason
+					what := c.Class + " " + c.Family + " " + c.Proto
+					if st != "" && !slices.Contains(noted[note], what) {
+						if noted[note] == nil {
+							notes = append(notes, note)
+						}
+						noted[note] = append(noted[note], what)
 					}
 				case c.Status == "pass":
 					fmt.Fprintf(b, " %s ✓ |", c.Verdict)
@@ -284,7 +289,7 @@ func renderMatrix(b *strings.Builder, m Matrix) {
 	if len(notes) > 0 {
 		b.WriteString("Cells marked n/a:\n\n")
 		for _, n := range notes {
-			fmt.Fprintf(b, "- %s\n", n)
+			fmt.Fprintf(b, "- %s — %s\n", n, strings.Join(noted[n], "; "))
 		}
 		b.WriteString("\n")
 	}

@@ -88,7 +88,7 @@ func TestRender(t *testing.T) {
 		"| rootful | down | 1 | 0 | 1 | 0 |",
 		"| unlisted | v4 | tcp | ICMP 3/13 ✓ | ok ✗ |",
 		"| unlisted | v6 | tcp | n/a | – |",
-		"- rootful: unlisted v6 tcp — n/a (no IPv6)",
+		"- rootful: n/a (no IPv6) — unlisted v6 tcp",
 		"| rootful | down | 198.18.100.20:80 (unlisted) | v4 | tcp | ok | timeout \\| x | probe |",
 		"| `TestFaultInjection` | ✗ **fail** | Breaks bundles. |",
 		"| `TestOther` | not run | Other. |",
