@@ -93,10 +93,12 @@ func (c *Controller) Resolve(ctx context.Context, query string, force bool) (*Re
 			}
 		}
 		for _, r := range results {
-			if !slices.Contains(cur, r.Name) || r.Failed() || r.Skipped {
+			if !slices.Contains(cur, r.Name) || r.Skipped {
 				continue
 			}
-			st.Addrs[r.Name] = slices.Clone(r.Addrs)
+			if _, ok := st.Addrs[r.Name]; !ok || !r.Failed() {
+				st.Addrs[r.Name] = slices.Clone(r.Addrs) // a failed name is recorded as tried
+			}
 		}
 		d.Static = st
 		rep.ResolvedAt = st.ResolvedAt

@@ -122,7 +122,13 @@ func resolveStatic(ctx context.Context, d, prev *state.Data, res *resolve.Resolv
 		}
 	}
 	rs := res.Resolve(ctx, names)
-	return staticResolution{Static: &state.Static{Addrs: resolve.Addrs(rs), ResolvedAt: now.UTC().Truncate(time.Millisecond)}, Results: rs, Wildcards: wild}
+	addrs := resolve.Addrs(rs)
+	for _, r := range rs {
+		if r.Failed() {
+			addrs[r.Name] = nil // tried: no addresses until the cache expires or `resolve --force`
+		}
+	}
+	return staticResolution{Static: &state.Static{Addrs: addrs, ResolvedAt: now.UTC().Truncate(time.Millisecond)}, Results: rs, Wildcards: wild}
 }
 
 // auditStatic records what the shim resolved for a static-tier container and warns on stderr
