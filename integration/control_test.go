@@ -133,6 +133,7 @@ func TestControlModeCycle(t *testing.T) {
 		name, norm := startControlled(t, ctx, sp, "cycle")
 		shieldRun(t, ctx, sp, 0, "deny", name, testnet.EchoV4c)
 		// A blocked connection times out (block drops): short probes.
+		short := []string{"--timeout", "500ms"}
 		blocked := outcome{Result: probe.Timeout, Errno: "ETIMEDOUT"}
 		tcp := func(addr string) []string { return []string{"tcp", addr + ":80"} }
 		steps := []struct {
@@ -162,9 +163,9 @@ func TestControlModeCycle(t *testing.T) {
 				{name: "tcp denied", args: tcp(testnet.EchoV4c), want: prohibited4},
 			}, reach: []string{"bench4-unlisted", "canary-private"}},
 			{args: []string{"block"}, state: "block", golden: "mode-block-json", cases: []netCase{
-				{name: "tcp listed address", args: append(tcp(testnet.EchoV4), "--timeout", "1s"), want: blocked},
-				{name: "tcp learned", args: append(tcp(testnet.BenchV4), "--timeout", "1s"), want: blocked},
-				{name: "tcp unlisted", args: append(tcp(testnet.BenchUnlistedV4), "--timeout", "1s"), want: blocked},
+				{name: "tcp listed address", args: append(tcp(testnet.EchoV4), short...), want: blocked},
+				{name: "tcp learned", args: append(tcp(testnet.BenchV4), short...), want: blocked},
+				{name: "tcp unlisted", args: append(tcp(testnet.BenchUnlistedV4), short...), want: blocked},
 			}},
 			{args: []string{"up"}, state: "up", golden: "mode-up-json", cases: []netCase{
 				{name: "dns listed name", args: []string{"dns", "allowed.test"}, want: dnsAllowed},
@@ -264,11 +265,12 @@ func TestControlDeny(t *testing.T) {
 		}
 		name, _ := startControlled(t, ctx, sp, "deny")
 		runCases(t, ctx, sp, name, []netCase{{name: "dns listed name", args: []string{"dns", "allowed.test"}, want: dnsAllowed}})
+		resolved := time.Now()
 		n.ResetHits()
 
 		// Two open connections, exchanging a line every 200 ms: one to the address about to
 		// be denied, one (the control) to a listed address.
-		const holdFor = 5 * time.Second
+		const holdFor = 3 * time.Second
 		denied := holdIn(ctx, sp, name, testnet.BenchV4+":80", holdFor)
 		control := holdIn(ctx, sp, name, testnet.EchoV4+":80", holdFor)
 		waitHit(t, ctx, n, "bench4")
@@ -296,7 +298,7 @@ func TestControlDeny(t *testing.T) {
 
 		// New connections are refused; the name still resolves and the resolver learns its
 		// address again (the positive control), which does not reopen it.
-		time.Sleep(1100 * time.Millisecond) // past the TTL
+		time.Sleep(time.Until(resolved.Add(1100 * time.Millisecond))) // past the TTL
 		n.ResetHits()
 		runCases(t, ctx, sp, name, []netCase{
 			{name: "denied: new connection", args: []string{"tcp", testnet.BenchV4 + ":80"}, want: prohibited4},
