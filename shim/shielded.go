@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -233,9 +234,17 @@ func containerExists(inv *argparse.Invocation, name string, getenv func(string) 
 }
 
 // upstreamsFor picks the resolver's upstream: $TEROK_SHIELD_UPSTREAM, else config.yml's
-// resolver.upstream, else slirp4netns's DNS forwarder for rootless podman, else the host's first
-// non-loopback nameserver.
+// resolver.upstream, else slirp4netns's DNS forwarder for rootless podman, else the host's
+// non-loopback nameservers (for systemd-resolved's 127.0.0.53 stub, the servers behind it).
 func upstreamsFor(getenv func(string) string, configured []netip.Addr) ([]netip.Addr, error) {
+	return detectUpstreams(getenv, configured, os.Geteuid() != 0, os.ReadFile)
+}
+
+// resolvConfs are read in order until one names a non-loopback nameserver: the host's file,
+// then systemd-resolved's list of the servers behind its loopback stub.
+var resolvConfs = []string{"/etc/resolv.conf", "/run/systemd/resolve/resolv.conf"}
+
+func detectUpstreams(getenv func(string) string, configured []netip.Addr, rootless bool, read func(string) ([]byte, error)) ([]netip.Addr, error) {
 	if v := getenv(EnvUpstream); v != "" {
 		var out []netip.Addr
 		for _, s := range strings.Split(v, ",") {
@@ -250,21 +259,30 @@ func upstreamsFor(getenv func(string) string, configured []netip.Addr) ([]netip.
 	if len(configured) > 0 {
 		return configured, nil
 	}
-	if os.Geteuid() != 0 {
+	if rootless {
+		// slirp4netns (podman 4's rootless default) forwards DNS at 10.0.2.3 to the host's
+		// resolvers. pasta networks need resolver.upstream (169.254.1.1 with podman 5).
 		return []netip.Addr{netip.MustParseAddr("10.0.2.3")}, nil
 	}
-	data, err := os.ReadFile("/etc/resolv.conf")
-	if err == nil {
+	for _, f := range resolvConfs {
+		data, err := read(f)
+		if err != nil {
+			continue
+		}
+		var out []netip.Addr
 		for _, line := range strings.Split(string(data), "\n") {
-			f := strings.Fields(line)
-			if len(f) >= 2 && f[0] == "nameserver" {
-				if a, err := netip.ParseAddr(f[1]); err == nil && !a.IsLoopback() {
-					return []netip.Addr{a.Unmap()}, nil
+			fs := strings.Fields(line)
+			if len(fs) >= 2 && fs[0] == "nameserver" {
+				if a, err := netip.ParseAddr(fs[1]); err == nil && !a.IsLoopback() && a.Zone() == "" && !slices.Contains(out, a.Unmap()) {
+					out = append(out, a.Unmap())
 				}
 			}
 		}
+		if len(out) > 0 {
+			return out, nil
+		}
 	}
-	return nil, fmt.Errorf("terok-shield: no upstream DNS server found; set %s", EnvUpstream)
+	return nil, fmt.Errorf("terok-shield: no upstream DNS server found (no non-loopback nameserver in %s); set %s or resolver.upstream in config.yml", strings.Join(resolvConfs, ", "), EnvUpstream)
 }
 
 func randomHex(n int) string {
