@@ -6,6 +6,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
@@ -82,6 +83,19 @@ func TestReadState(t *testing.T) {
 	for _, bad := range []string{"", "{", `{"id":"abc"}`, `{"id":"abc","bundle":"rel"}`} {
 		if _, err := readState(strings.NewReader(bad)); err == nil {
 			t.Errorf("readState(%q) = nil error, want error", bad)
+		}
+	}
+}
+
+func TestCacheTTL(t *testing.T) {
+	for _, tc := range []struct{ learned, want time.Duration }{
+		{30 * time.Minute, 15 * time.Minute},
+		{3 * time.Second, time.Second},
+		{1 * time.Second, time.Second},
+		{61 * time.Second, 30 * time.Second},
+	} {
+		if got := cacheTTL(tc.learned); got != tc.want {
+			t.Errorf("cacheTTL(%s) = %s, want %s", tc.learned, got, tc.want)
 		}
 	}
 }

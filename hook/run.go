@@ -225,7 +225,7 @@ func Resolver(dir string, d *state.Data, policy nft.Policy, bin string) (dnsmasq
 		Table:       nft.TableName,
 		Set4:        "learned_v4",
 		Set6:        "learned_v6",
-		MaxCacheTTL: timeout / 2,
+		MaxCacheTTL: cacheTTL(timeout),
 		PIDFile:     in.PIDFile,
 		LogFile:     filepath.Join(dir, state.FileDnsmasqLog), // query log: `watch` names destinations
 		User:        "root",
@@ -234,6 +234,13 @@ func Resolver(dir string, d *state.Data, policy nft.Policy, bin string) (dnsmasq
 		return dnsmasq.Instance{}, nil, fmt.Errorf("resolver config: %w", err)
 	}
 	return in, conf, nil
+}
+
+// cacheTTL is how long the resolver may cache an answer: half the learned-set timeout, in whole
+// seconds (dnsmasq's unit), at least one, so an address in use is learned again before its set
+// element would expire.
+func cacheTTL(learned time.Duration) time.Duration {
+	return max((learned / 2).Truncate(time.Second), time.Second)
 }
 
 // recordedBinaryOK reports whether the recorded dnsmasq path is still an absolute path to an
