@@ -13,6 +13,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"runtime"
 	"slices"
 	"strconv"
 	"syscall"
@@ -165,7 +166,7 @@ func runResolver(ctx context.Context, t nft.Target, netnsPath string, r *Resolve
 	for _, n := range r.Forget {
 		// The old resolver still answers for the name; what it returns is what it taught
 		// the learned sets.
-		addrs, _ := lookup(ctx, n)
+		addrs, _ := lookup(ctx, t, n)
 		forget = append(forget, addrs...)
 	}
 	var pid int
@@ -190,7 +191,7 @@ func runResolver(ctx context.Context, t nft.Target, netnsPath string, r *Resolve
 		res.Purged = forget
 	}
 	for _, n := range r.Lookup {
-		addrs, err := lookup(ctx, n)
+		addrs, err := lookup(ctx, t, n)
 		if err != nil {
 			res.Warnings = append(res.Warnings, fmt.Sprintf("%s: no addresses yet (%v)", n, err))
 			continue
@@ -203,14 +204,13 @@ func runResolver(ctx context.Context, t nft.Target, netnsPath string, r *Resolve
 	return nil
 }
 
-// lookup asks the container's resolver (127.0.0.1:53 in the current namespace) for name's
-// addresses; the answer is what the resolver adds to the learned sets.
-func lookup(ctx context.Context, name string) ([]netip.Addr, error) {
+// lookup asks the container's resolver (127.0.0.1:53 in the container's network namespace, t)
+// for name's addresses; the answer is what the resolver adds to the learned sets.
+func lookup(ctx context.Context, t nft.Target, name string) ([]netip.Addr, error) {
 	ctx, cancel := context.WithTimeout(ctx, lookupTimeout)
 	defer cancel()
 	r := &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
-		var d net.Dialer
-		return d.DialContext(ctx, network, "127.0.0.1:53")
+		return dialIn(ctx, t.NetNSPath, network, "127.0.0.1:53")
 	}}
 	addrs, err := r.LookupNetIP(ctx, "ip", name+".")
 	if err != nil {
@@ -221,6 +221,39 @@ func lookup(ctx context.Context, name string) ([]netip.Addr, error) {
 	}
 	slices.SortFunc(addrs, netip.Addr.Compare)
 	return slices.Compact(addrs), nil
+}
+
+// dialIn dials addr from inside the network namespace at netnsPath ("" = the current one).
+// The socket is created on a thread that entered the namespace and is never returned to the
+// scheduler (its goroutine exits while locked, so the runtime discards the thread); a socket
+// keeps the namespace it was created in, so the connection may be used from any goroutine.
+func dialIn(ctx context.Context, netnsPath, network, addr string) (net.Conn, error) {
+	var d net.Dialer
+	if netnsPath == "" {
+		return d.DialContext(ctx, network, addr)
+	}
+	type result struct {
+		c   net.Conn
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread leaves with this goroutine
+		fd, err := unix.Open(netnsPath, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			ch <- result{nil, fmt.Errorf("open network namespace: %w", err)}
+			return
+		}
+		defer unix.Close(fd)
+		if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
+			ch <- result{nil, fmt.Errorf("enter network namespace: %w", err)}
+			return
+		}
+		c, err := d.DialContext(ctx, network, addr)
+		ch <- result{c, err}
+	}()
+	r := <-ch
+	return r.c, r.err
 }
 
 // ServeOp is the child side of the rootless path: nsenter has put this process into the
