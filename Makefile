@@ -38,6 +38,9 @@ demo: deps build ## The main job: a shielded container on an offline test intern
 flags: ## Regenerate argparse's podman flag tables from podman's own cobra tree
 	$(GO) run ./internal/genflags
 
+e2e-report: ## Run the e2e suite and write docs/conformance.md (root)
+	bash scripts/e2e-report.sh
+
 bench: ## Benchmarks, side by side with the original's mechanisms (root)
 	bash scripts/bench.sh
 
@@ -47,4 +50,4 @@ fuzz: ## Short fuzz runs of every fuzz target (FUZZTIME=$(FUZZTIME))
 golden: ## Rewrite golden files (review the diff!)
 	$(GO) test $(PKGS) -run . -update
 
-.PHONY: help deps build demo flags lint test-unit test bench fuzz golden
+.PHONY: help deps build demo flags e2e-report lint test-unit test bench fuzz golden
