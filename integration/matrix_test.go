@@ -26,9 +26,8 @@ import (
 // EnvE2EReport names the JSON file TestAdversarialMatrix writes its cells to (unset: none).
 const EnvE2EReport = "TEROK_SHIELD_E2E_REPORT"
 
-// mxLearnedTTL is the learned-set lifetime the matrix configures, so expiry is observable. It
-// is even: the resolver's max-cache-ttl is half of it and must be whole seconds (an odd value
-// such as 3s passes config validation but the hook refuses to start; see TestLearnedTTLOddSeconds).
+// mxLearnedTTL is the learned-set lifetime the matrix configures, so expiry is observable (the
+// resolver's max-cache-ttl is half of it, rounded to whole seconds; see TestLearnedTTLOddSeconds).
 const mxLearnedTTL = 4 * time.Second
 
 // mxProfile is the matrix container's profile: a name learned through the resolver, raw
