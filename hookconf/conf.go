@@ -179,3 +179,36 @@ func tomlArray(dirs []string) string {
 	}
 	return "[" + strings.Join(q, ", ") + "]"
 }
+
+// RootlessNetworkCmd returns containers.conf's network.default_rootless_network_cmd
+// ("slirp4netns" or "pasta"), or "" when no file sets it (podman's default then depends on
+// its version: slirp4netns before 5.0, pasta from 5.0).
+func (c Conf) RootlessNetworkCmd() (string, error) {
+	read := c.Read
+	if read == nil {
+		read = os.ReadFile
+	}
+	out := ""
+	for _, f := range c.Files() {
+		data, err := read(f)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return "", fmt.Errorf("read %s: %w", f, err)
+		}
+		var conf struct {
+			Network struct {
+				Cmd string `toml:"default_rootless_network_cmd"`
+			} `toml:"network"`
+		}
+		md, err := toml.Decode(string(data), &conf)
+		if err != nil {
+			return "", fmt.Errorf("read %s: %w", f, err)
+		}
+		if md.IsDefined("network", "default_rootless_network_cmd") {
+			out = conf.Network.Cmd
+		}
+	}
+	return out, nil
+}

@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -71,7 +72,7 @@ func prepareShielded(inv *argparse.Invocation, dec inject.Decision, cfg *config.
 		resolvConf, _ := os.ReadFile("/etc/resolv.conf")
 		upstreams, err = staticUpstreams(getenv, cfg.Resolver.Upstream, resolvConf)
 	} else {
-		upstreams, err = upstreamsFor(getenv, cfg.Resolver.Upstream)
+		upstreams, err = upstreamsFor(getenv, cfg.Resolver.Upstream, func() string { return rootlessNet(inv, getenv, rootDir) })
 	}
 	if err != nil {
 		return nil, err
@@ -234,17 +235,91 @@ func containerExists(inv *argparse.Invocation, name string, getenv func(string) 
 }
 
 // upstreamsFor picks the resolver's upstream: $TEROK_SHIELD_UPSTREAM, else config.yml's
-// resolver.upstream, else slirp4netns's DNS forwarder for rootless podman, else the host's
-// non-loopback nameservers (for systemd-resolved's 127.0.0.53 stub, the servers behind it).
-func upstreamsFor(getenv func(string) string, configured []netip.Addr) ([]netip.Addr, error) {
-	return detectUpstreams(getenv, configured, os.Geteuid() != 0, os.ReadFile)
+// resolver.upstream, else the rootless network's DNS forwarder (slirp4netns 10.0.2.3, pasta
+// 169.254.1.1), else the host's non-loopback nameservers (for systemd-resolved's 127.0.0.53
+// stub, the servers behind it).
+func upstreamsFor(getenv func(string) string, configured []netip.Addr, netCmd func() string) ([]netip.Addr, error) {
+	rootless := os.Geteuid() != 0
+	cmd := ""
+	if rootless && getenv(EnvUpstream) == "" && len(configured) == 0 {
+		cmd = netCmd()
+	}
+	return detectUpstreams(getenv, configured, rootless, cmd, os.ReadFile)
+}
+
+// Rootless DNS forwarders: slirp4netns's, and the address podman 5 has pasta forward.
+var (
+	slirpDNS = netip.MustParseAddr("10.0.2.3")
+	pastaDNS = netip.MustParseAddr("169.254.1.1")
+)
+
+// rootlessNet tells which rootless network a run gets: its --network flag, else
+// containers.conf's default_rootless_network_cmd, else podman's version default (pasta from
+// 5.0), with the version read from the real podman once and cached in the state root.
+func rootlessNet(inv *argparse.Invocation, getenv func(string) string, rootDir string) string {
+	if fl := inv.Lookup("network"); len(fl) > 0 {
+		mode, _, _ := strings.Cut(fl[len(fl)-1].Value, ":")
+		if mode == "pasta" || mode == "slirp4netns" {
+			return mode
+		}
+	}
+	if cmd, err := (hookconf.Conf{Getenv: getenv, Rootless: true}).RootlessNetworkCmd(); err == nil && cmd != "" {
+		return cmd
+	}
+	if podmanMajor(getenv, rootDir) >= 5 {
+		return "pasta"
+	}
+	return "slirp4netns"
+}
+
+// podmanMajor returns the real podman's major version (0 when unknown). `podman --version`
+// costs a process start of podman, so the answer is cached next to the state, keyed by the
+// binary's path, size and modification time.
+func podmanMajor(getenv func(string) string, rootDir string) int {
+	self, _ := os.Executable()
+	real, err := findRealPodman(getenv, self)
+	if err != nil {
+		return 0
+	}
+	fi, err := os.Stat(real)
+	if err != nil {
+		return 0
+	}
+	key := fmt.Sprintf("%s %d %d", real, fi.Size(), fi.ModTime().UnixNano())
+	cache := filepath.Join(rootDir, "podman-version")
+	if data, err := os.ReadFile(cache); err == nil {
+		if k, v, ok := strings.Cut(strings.TrimSpace(string(data)), "\t"); ok && k == key {
+			return parseMajor(v)
+		}
+	}
+	out, err := exec.Command(real, "--version").Output()
+	if err != nil {
+		return 0
+	}
+	v := strings.TrimSpace(string(out))
+	_ = os.WriteFile(cache, []byte(key+"\t"+v+"\n"), 0o600) // a cache: losing it costs one more call
+	return parseMajor(v)
+}
+
+// parseMajor reads the major version from "podman version 5.2.1".
+func parseMajor(v string) int {
+	f := strings.Fields(v)
+	if len(f) == 0 {
+		return 0
+	}
+	major, _, _ := strings.Cut(f[len(f)-1], ".")
+	n, err := strconv.Atoi(major)
+	if err != nil {
+		return 0
+	}
+	return n
 }
 
 // resolvConfs are read in order until one names a non-loopback nameserver: the host's file,
 // then systemd-resolved's list of the servers behind its loopback stub.
 var resolvConfs = []string{"/etc/resolv.conf", "/run/systemd/resolve/resolv.conf"}
 
-func detectUpstreams(getenv func(string) string, configured []netip.Addr, rootless bool, read func(string) ([]byte, error)) ([]netip.Addr, error) {
+func detectUpstreams(getenv func(string) string, configured []netip.Addr, rootless bool, rootlessNetCmd string, read func(string) ([]byte, error)) ([]netip.Addr, error) {
 	if v := getenv(EnvUpstream); v != "" {
 		var out []netip.Addr
 		for _, s := range strings.Split(v, ",") {
@@ -260,9 +335,10 @@ func detectUpstreams(getenv func(string) string, configured []netip.Addr, rootle
 		return configured, nil
 	}
 	if rootless {
-		// slirp4netns (podman 4's rootless default) forwards DNS at 10.0.2.3 to the host's
-		// resolvers. pasta networks need resolver.upstream (169.254.1.1 with podman 5).
-		return []netip.Addr{netip.MustParseAddr("10.0.2.3")}, nil
+		if rootlessNetCmd == "pasta" {
+			return []netip.Addr{pastaDNS}, nil
+		}
+		return []netip.Addr{slirpDNS}, nil
 	}
 	for _, f := range resolvConfs {
 		data, err := read(f)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -50,7 +51,7 @@ func chooseTier(configured string, find func() (string, error)) (tier, bin strin
 // unlike dnsmasq, and slirp4netns's 10.0.2.3 is only reachable from inside a container).
 func staticUpstreams(getenv func(string) string, configured []netip.Addr, resolvConf []byte) ([]netip.Addr, error) {
 	if getenv(EnvUpstream) != "" || len(configured) > 0 {
-		return upstreamsFor(getenv, configured)
+		return detectUpstreams(getenv, configured, false, "", os.ReadFile)
 	}
 	var out []netip.Addr
 	for _, line := range strings.Split(string(resolvConf), "\n") {
