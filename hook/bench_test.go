@@ -27,9 +27,9 @@ import (
 // hookEnv is the environment the hooks.d descriptor gives the hook.
 var hookEnv = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
 
-// requireBench stops the benchmark unless root, ip, nsenter, nft, unshare, python3 and a
+// requireBench stops the benchmark (or test) unless root, ip, nsenter, nft, unshare, python3 and a
 // usable dnsmasq are there (fails instead under CI / TEROK_SHIELD_REQUIRE_PRIVILEGED=1).
-func requireBench(b *testing.B) string {
+func requireBench(b testing.TB) string {
 	b.Helper()
 	netnstest.Require(b)
 	bin, err := dnsmasq.Find()
@@ -48,7 +48,7 @@ func requireBench(b *testing.B) string {
 }
 
 // buildBinary builds terok-shield into dir.
-func buildBinary(b *testing.B, dir string) string {
+func buildBinary(b testing.TB, dir string) string {
 	b.Helper()
 	goTool := "go"
 	if _, err := exec.LookPath(goTool); err != nil {
@@ -65,7 +65,7 @@ func buildBinary(b *testing.B, dir string) string {
 // as the runtime leaves it when createRuntime hooks run.
 type fakeInit struct{ cmd *exec.Cmd }
 
-func startInit(b *testing.B) *fakeInit {
+func startInit(b testing.TB) *fakeInit {
 	b.Helper()
 	cmd := exec.Command("unshare", "--net", "sleep", "600")
 	if err := cmd.Start(); err != nil {
@@ -104,19 +104,9 @@ func (f *fakeInit) stop() {
 
 // writeOCIBundle writes a minimal config.json as podman would for a shielded container: own
 // network namespace, default capabilities without NET_ADMIN/NET_RAW.
-func writeOCIBundle(b *testing.B, dir string) {
+func writeOCIBundle(b testing.TB, dir string) {
 	b.Helper()
-	caps := []string{"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL", "CAP_NET_BIND_SERVICE",
-		"CAP_SETFCAP", "CAP_SETGID", "CAP_SETPCAP", "CAP_SETUID", "CAP_SYS_CHROOT"}
-	spec := specs.Spec{
-		Version: specs.Version,
-		Process: &specs.Process{Args: []string{"/bin/true"}, Cwd: "/", Capabilities: &specs.LinuxCapabilities{
-			Bounding: caps, Effective: caps, Permitted: caps}},
-		Root: &specs.Root{Path: "rootfs"},
-		Linux: &specs.Linux{Namespaces: []specs.LinuxNamespace{
-			{Type: specs.PIDNamespace}, {Type: specs.NetworkNamespace}, {Type: specs.IPCNamespace},
-			{Type: specs.UTSNamespace}, {Type: specs.MountNamespace}, {Type: specs.CgroupNamespace}}},
-	}
+	spec := ociSpec()
 	data, err := json.Marshal(spec)
 	if err != nil {
 		b.Fatal(err)
@@ -126,7 +116,22 @@ func writeOCIBundle(b *testing.B, dir string) {
 	}
 }
 
-func ociState(b *testing.B, pid int, bundle string, annotations map[string]string) []byte {
+// ociSpec is the config.json writeOCIBundle writes.
+func ociSpec() specs.Spec {
+	caps := []string{"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL", "CAP_NET_BIND_SERVICE",
+		"CAP_SETFCAP", "CAP_SETGID", "CAP_SETPCAP", "CAP_SETUID", "CAP_SYS_CHROOT"}
+	return specs.Spec{
+		Version: specs.Version,
+		Process: &specs.Process{Args: []string{"/bin/true"}, Cwd: "/", Capabilities: &specs.LinuxCapabilities{
+			Bounding: caps, Effective: caps, Permitted: caps}},
+		Root: &specs.Root{Path: "rootfs"},
+		Linux: &specs.Linux{Namespaces: []specs.LinuxNamespace{
+			{Type: specs.PIDNamespace}, {Type: specs.NetworkNamespace}, {Type: specs.IPCNamespace},
+			{Type: specs.UTSNamespace}, {Type: specs.MountNamespace}, {Type: specs.CgroupNamespace}}},
+	}
+}
+
+func ociState(b testing.TB, pid int, bundle string, annotations map[string]string) []byte {
 	b.Helper()
 	data, err := json.Marshal(specs.State{Version: specs.Version, ID: fmt.Sprintf("%064x", pid), Status: specs.StateCreating,
 		Pid: pid, Bundle: bundle, Annotations: annotations})
@@ -137,7 +142,7 @@ func ociState(b *testing.B, pid int, bundle string, annotations map[string]strin
 }
 
 // defaultProfile loads the default profile composition (base + dev-standard).
-func defaultProfile(b *testing.B) *profiles.Set {
+func defaultProfile(b testing.TB) *profiles.Set {
 	b.Helper()
 	set, err := profiles.Loader{Bundled: profiles.BundledFS()}.Load(profiles.DefaultProfile)
 	if err != nil {
@@ -148,7 +153,7 @@ func defaultProfile(b *testing.B) *profiles.Set {
 
 // prepareOurs writes a state bundle as the shim does for `podman run --shield` with the
 // default profile and resolver tier, and returns its directory.
-func prepareOurs(b *testing.B, root, tier string, set *profiles.Set) string {
+func prepareOurs(b testing.TB, root, tier string, set *profiles.Set) string {
 	b.Helper()
 	r, err := state.OpenRoot(root)
 	if err != nil {

@@ -129,19 +129,21 @@ func createRuntime(ctx context.Context, log *slog.Logger, id string, pid int, oc
 			return err
 		}
 	}
+	// The setup is recorded before anything lets the container run (its identity in the bundle,
+	// the gate proof): a start the audit log cannot record is refused (fail closed).
+	ev := audit.Event{
+		Container: data.Container, Action: audit.ActionSetup, Mode: string(data.Mode), Profiles: data.Profiles,
+		Source: "hook", Detail: fmt.Sprintf("ruleset applied and verified in netns %d (allow %d, deny %d); container %s", ident.NetNSInode, len(policy.Allow), len(policy.Deny), id),
+	}
+	if err := audit.New(b.Root(), audit.Options{}).Append(ev); err != nil {
+		return fmt.Errorf("record the setup in the audit log: %w", err)
+	}
 	if err := b.Update(func(d *state.Data) error { d.NetNS = &ident; return nil }); err != nil {
 		return fmt.Errorf("record network namespace identity: %w", err)
 	}
 	proof := gate.Proof{NetNSInode: ident.NetNSInode, InitStartTime: ident.StartTime, ContainerID: id}
 	if err := writeProof(b.Root(), proof.Marshal()); err != nil {
 		return err
-	}
-	ev := audit.Event{
-		Container: data.Container, Action: audit.ActionSetup, Mode: string(data.Mode), Profiles: data.Profiles,
-		Source: "hook", Detail: fmt.Sprintf("ruleset applied and verified in netns %d (allow %d, deny %d); container %s", ident.NetNSInode, len(policy.Allow), len(policy.Deny), id),
-	}
-	if err := audit.New(b.Root(), audit.Options{}).Append(ev); err != nil {
-		return fmt.Errorf("audit: %w", err)
 	}
 	return nil
 }
