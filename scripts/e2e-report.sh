@@ -13,6 +13,7 @@ export TEROK_SHIELD_E2E_REPORT="$tmp/matrix.json"
 status=0
 go test -json -count=1 -timeout 25m ./integration/ >"$tmp/tests.json" || status=$?
 go test -json -count=1 -run '^TestBulkApplySplitAndFailClosed$' ./nft/ >>"$tmp/tests.json" || status=$?
+go test -json -count=1 -run '^TestFailClosed(DiskFull)?$' ./hook/ >>"$tmp/tests.json" || status=$?
 go run ./internal/conformance/cmd/conformance -matrix "$tmp/matrix.json" -tests "$tmp/tests.json" \
 	-src integration -out docs/conformance.md
 echo "wrote docs/conformance.md (tests exit status $status)"

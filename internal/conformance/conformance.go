@@ -136,6 +136,7 @@ type Fault struct {
 // Faults is the fault-injection table's content.
 func Faults() []Fault {
 	const integ = "github.com/terok-ai/terok-shield/integration."
+	const hookPkg = "github.com/terok-ai/terok-shield/hook."
 	return []Fault{
 		{Fault: "hook binary removed or moved", Tests: []string{integ + "TestShieldedHookMissing"}},
 		{Fault: "hooks dir not in effect (plain podman start)", Tests: []string{integ + "TestShieldedGate", integ + "TestSetupPlainStart"}},
@@ -147,7 +148,12 @@ func Faults() []Fault {
 			Note: "the hook looks dnsmasq up again; the container starts with firewall and resolver"},
 		{Fault: "dnsmasq missing at create (the shim refuses)",
 			Note: "not covered yet: dnsmasq.Find falls back to /usr/sbin/dnsmasq, which a test may not remove"},
-		{Fault: "disk full for the audit log", Note: "not covered yet"},
+		{Fault: "disk full for the audit log (state dir on a full tmpfs)",
+			Tests: []string{integ + "TestFaultDiskFull", hookPkg + "TestFailClosedDiskFull"},
+			Note:  "the start is refused in the hook's audit append (no gate proof); earlier audit lines intact"},
+		{Fault: "hook inputs and state (original §6.4 and ours): bad OCI state, bundle path/owner/mode/format, version, stage, pid, config.json, --network host/joined netns, NET_ADMIN/NET_RAW/SYS_ADMIN, dnsmasq start, audit log unwritable",
+			Tests: []string{hookPkg + "TestFailClosed"},
+			Note:  "the real hook binary against a fake container: non-zero exit, one line naming the cause, no gate proof"},
 	}
 }
 
