@@ -386,3 +386,35 @@ func must(b []byte, err error) []byte {
 	}
 	return b
 }
+
+// TestAppendAfterCutLine: a line cut off by a full disk stays one malformed line; the next
+// event is written on a line of its own and reads back intact.
+func TestAppendAfterCutLine(t *testing.T) {
+	dir := t.TempDir()
+	l, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if err := l.Append(Event{Container: "c", Action: ActionSetup}); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(filepath.Join(dir, FileName), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteString(`{"v":1,"ts":"2026-`); err != nil { // what ENOSPC left of a write
+		t.Fatal(err)
+	}
+	f.Close()
+	if err := l.Append(Event{Container: "c", Action: ActionAllow, Target: "192.0.2.1"}); err != nil {
+		t.Fatal(err)
+	}
+	events, malformed, err := Tail(filepath.Join(dir, FileName), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if malformed != 1 || len(events) != 2 || events[1].Action != ActionAllow || events[1].Target != "192.0.2.1" {
+		t.Errorf("after a cut line: events %+v, malformed %d; want setup and allow intact, one malformed line", events, malformed)
+	}
+}

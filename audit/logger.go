@@ -115,11 +115,19 @@ func (l *Logger) Append(e Event) error {
 
 func (l *Logger) path() string { return l.root.Name() + "/" + FileName }
 
-// write appends line and returns the file size afterwards.
+// write appends line and returns the file size afterwards. A log whose last line was cut off
+// (a write that a full disk took only in part) gets a newline first, so the cut line stays one
+// malformed line and this event is not glued to it.
 func (l *Logger) write(line []byte) (int64, error) {
-	f, err := l.root.OpenFile(FileName, os.O_APPEND|os.O_CREATE|os.O_WRONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0o600)
+	f, err := l.root.OpenFile(FileName, os.O_APPEND|os.O_CREATE|os.O_RDWR|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0o600)
 	if err != nil {
 		return 0, err
+	}
+	if fi, serr := f.Stat(); serr == nil && fi.Size() > 0 {
+		var last [1]byte
+		if _, rerr := f.ReadAt(last[:], fi.Size()-1); rerr == nil && last[0] != '\n' {
+			line = append([]byte{'\n'}, line...)
+		}
 	}
 	n, err := f.Write(line)
 	if err == nil && n != len(line) {

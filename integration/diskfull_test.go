@@ -22,7 +22,7 @@ import (
 	"github.com/terok-ai/terok-shield/state"
 )
 
-// TestFaultDiskFull: the state dir's filesystem (a 8 MiB tmpfs) is full when a created
+// TestFaultDiskFull: the state dir's filesystem (an 8 MiB tmpfs) is full when a created
 // shielded container starts (rootful, static resolver tier, so recording the setup in the
 // audit log is the hook's first write). The start through the shim must fail in the
 // createRuntime hook with a one-line reason naming the audit log and ENOSPC, before the
