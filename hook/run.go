@@ -230,7 +230,7 @@ func Resolver(dir string, d *state.Data, policy nft.Policy, bin string) (dnsmasq
 		MaxCacheTTL: cacheTTL(timeout),
 		PIDFile:     in.PIDFile,
 		LogFile:     filepath.Join(dir, state.FileDnsmasqLog), // query log: `watch` names destinations
-		User:        "root",
+		User:        "nobody",                                 // dnsmasq keeps CAP_NET_ADMIN for nftset after the drop
 	})
 	if err != nil {
 		return dnsmasq.Instance{}, nil, fmt.Errorf("resolver config: %w", err)
