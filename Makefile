@@ -47,7 +47,10 @@ bench: ## Benchmarks, side by side with the original's mechanisms (root)
 fuzz: ## Short fuzz runs of every fuzz target (FUZZTIME=$(FUZZTIME))
 	bash scripts/fuzz.sh $(FUZZTIME)
 
+tidy: ## go mod tidy, then fail if go.mod or go.sum changed
+	$(GO) mod tidy && git diff --exit-code go.mod go.sum
+
 golden: ## Rewrite golden files (review the diff!)
 	$(GO) test $(PKGS) -run . -update
 
-.PHONY: help deps build demo flags e2e-report lint test-unit test bench fuzz golden
+.PHONY: help deps build demo flags e2e-report tidy lint test-unit test bench fuzz golden
