@@ -10,6 +10,7 @@ import (
 
 	"github.com/terok-ai/terok-shield/argparse"
 	"github.com/terok-ai/terok-shield/config"
+	"github.com/terok-ai/terok-shield/control"
 	"github.com/terok-ai/terok-shield/hookconf"
 	"github.com/terok-ai/terok-shield/inject"
 	"github.com/terok-ai/terok-shield/state"
@@ -38,6 +39,13 @@ func runShim(args, env []string, stdin io.Reader, stdout, stderr io.Writer) int 
 			return 125
 		}
 		return passThrough(startArgs, env, stderr)
+	}
+	if inv.Canonical == "exec" {
+		if err := checkExec(inv, getenv); err != nil {
+			fmt.Fprintln(stderr, err)
+			return 125
+		}
+		return passThrough(args, env, stderr)
 	}
 	if inv.Canonical != "run" && inv.Canonical != "create" {
 		return passThrough(args, env, stderr)
@@ -123,6 +131,34 @@ func hooksForStart(args []string, inv *argparse.Invocation, getenv func(string) 
 		extra = append(extra, "--hooks-dir", d)
 	}
 	return append(args[:1:1], inv.Rewrite(0, extra)...), nil
+}
+
+// checkExec refuses `podman exec --privileged` into a shielded container: the exec'd process
+// would get every capability in the container's namespaces, NET_ADMIN (rewrite the firewall)
+// and NET_RAW (packet sockets bypass nftables) included. Only an exec that asks for privileges
+// pays for the lookup.
+func checkExec(inv *argparse.Invocation, getenv func(string) string) error {
+	fl := inv.Lookup("privileged")
+	if len(fl) == 0 || fl[len(fl)-1].Value == "false" || len(inv.Positionals) == 0 {
+		return nil
+	}
+	target := inv.Positionals[0].Value
+	dir, err := state.DefaultRoot(getenv)
+	if err != nil {
+		return nil // no state: nothing is shielded for this user
+	}
+	if _, err := os.Stat(filepath.Join(dir, "containers")); err != nil {
+		return nil
+	}
+	root, err := state.OpenRoot(dir)
+	if err != nil {
+		return fmt.Errorf("terok-shield: cannot tell whether %s is shielded: %w", target, err)
+	}
+	defer root.Close()
+	if _, err := control.New(root).Find(target); err != nil {
+		return nil // not a shielded container (or an ambiguous prefix podman will report)
+	}
+	return fmt.Errorf("terok-shield: cannot exec --privileged into shielded container %s: it would get NET_ADMIN and NET_RAW and could change or bypass the firewall", target)
 }
 
 func hasShimFlag(args []string) bool {
