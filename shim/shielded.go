@@ -50,7 +50,7 @@ func prepareShielded(inv *argparse.Invocation, dec inject.Decision, cfg *config.
 	if err != nil {
 		return nil, err
 	}
-	prot := inject.Protected{Paths: []string{rootDir, filepath.Dir(userDir), self, "/run/podman", filepath.Join(getenv("XDG_RUNTIME_DIR"), "podman")}}
+	prot := inject.Protected{Paths: protectedPaths(getenv, rootDir, userDir, self)}
 	lookup := func(k string) (string, bool) { return os.LookupEnv(k) }
 	if err := inject.Check(inv, argparse.RemoteFromEnv(lookup), prot); err != nil {
 		return nil, err
@@ -196,6 +196,33 @@ func prepareShielded(inv *argparse.Invocation, dec inject.Decision, cfg *config.
 // ruleset's host-port rules only matter where the operator enabled it), pasta's mapped address.
 func hostGateways() []netip.Addr {
 	return []netip.Addr{netip.MustParseAddr("10.0.2.2"), netip.MustParseAddr("169.254.1.2")}
+}
+
+// protectedPaths are the host paths a shielded container must not mount (threat model item 10):
+// through them the workload could rewrite its own rules or the hook configuration: the state
+// root, terok-shield's config, the binary, podman's sockets, containers.conf and hooks dirs.
+func protectedPaths(getenv func(string) string, rootDir, profilesDir, self string) []string {
+	paths := []string{rootDir, filepath.Dir(profilesDir), self, "/run/podman", "/etc/containers",
+		"/usr/share/containers/containers.conf", "/usr/share/containers/oci"}
+	if rt := getenv("XDG_RUNTIME_DIR"); rt != "" {
+		paths = append(paths, filepath.Join(rt, "podman"))
+	}
+	cfg := getenv("XDG_CONFIG_HOME")
+	if cfg == "" && getenv("HOME") != "" {
+		cfg = filepath.Join(getenv("HOME"), ".config")
+	}
+	if cfg != "" {
+		paths = append(paths, filepath.Join(cfg, "containers"))
+	}
+	if data := getenv("XDG_DATA_HOME"); data != "" {
+		paths = append(paths, filepath.Join(data, "terok", "shield"))
+	} else if home := getenv("HOME"); home != "" {
+		paths = append(paths, filepath.Join(home, ".local", "share", "terok", "shield"))
+	}
+	if cc := getenv("CONTAINERS_CONF"); cc != "" {
+		paths = append(paths, cc)
+	}
+	return append(paths, "/usr/local/share/terok-shield")
 }
 
 // autoRemove reports whether podman removes the container when it exits (run --rm).

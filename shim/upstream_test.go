@@ -142,3 +142,21 @@ func mustParse(t *testing.T, argv ...string) *argparse.Invocation {
 	}
 	return inv
 }
+
+func TestProtectedPaths(t *testing.T) {
+	env := map[string]string{"HOME": "/home/u", "XDG_RUNTIME_DIR": "/run/user/1000", "CONTAINERS_CONF": "/etc/x/containers.conf"}
+	got := protectedPaths(func(k string) string { return env[k] }, "/home/u/.local/state/terok/shield", "/home/u/.config/terok/shield/profiles", "/usr/local/bin/terok-shield")
+	for _, want := range []string{
+		"/home/u/.local/state/terok/shield", "/home/u/.config/terok/shield", "/usr/local/bin/terok-shield",
+		"/run/podman", "/run/user/1000/podman", "/etc/containers", "/home/u/.config/containers",
+		"/home/u/.local/share/terok/shield", "/etc/x/containers.conf", "/usr/share/containers/oci",
+	} {
+		found := false
+		for _, p := range got {
+			found = found || p == want
+		}
+		if !found {
+			t.Errorf("protectedPaths() lacks %s: %q", want, got)
+		}
+	}
+}
