@@ -663,7 +663,10 @@ func TestAdversarialMatrix(t *testing.T) {
 		start := time.Now()
 		// The harness's CONTAINERS_CONF replaces the system file and with it podman's default
 		// ping_group_range sysctl, without which no ICMP echo socket can be opened at all.
-		if err := sp.StartShielded(ctx, r.name, "matrix", "--sysctl", "net.ipv4.ping_group_range=0 0"); err != nil {
+		// Short UDP conntrack timeouts: a new probe in a later state must never ride on a flow
+		// an earlier state's probe left in the conntrack table (block keeps established flows).
+		if err := sp.StartShielded(ctx, r.name, "matrix", "--sysctl", "net.ipv4.ping_group_range=0 0",
+			"--sysctl", "net.netfilter.nf_conntrack_udp_timeout=1", "--sysctl", "net.netfilter.nf_conntrack_udp_timeout_stream=1"); err != nil {
 			t.Fatal(err)
 		}
 		if err := r.shield("deny", testnet.EchoV4b); err != nil {
