@@ -159,7 +159,9 @@ func prepareShielded(inv *argparse.Invocation, dec inject.Decision, cfg *config.
 			return nil, fmt.Errorf("terok-shield: audit: %w", err)
 		}
 	}
-	resolvConf := "nameserver 127.0.0.1\noptions ndots:0\n"
+	// timeout:1 attempts:3: a query lost while the resolver restarts (a live name change)
+	// is retried after a second, not glibc's default five.
+	resolvConf := "nameserver 127.0.0.1\noptions ndots:0 timeout:1 attempts:3\n"
 	var extra []string
 	if tier == state.TierStatic {
 		if err := auditStatic(al, name, static, os.Stderr); err != nil {
