@@ -21,4 +21,4 @@ for pkg in ./control ./hook ./integration; do
 		run -bench . -benchtime "${BENCHTIME_E2E:-20x}" "$pkg"
 	fi
 done
-go run ./internal/benchratio -pair nft:ours -pair direct:shim -pair original:ours -pair unshielded:shielded -pair empty:allow100k -pair direct:resolver -pair empty:learned64k <"$out"
+go run ./internal/benchratio -pair nft:ours -pair direct:shim -pair original:ours -pair unshielded:shielded -pair empty:allow100k -pair direct:resolver -pair empty:learned100k <"$out"
