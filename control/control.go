@@ -320,7 +320,7 @@ func (c *Controller) change(ctx context.Context, query string, targets []string,
 	if err != nil {
 		return nil, err
 	}
-	al := audit.New(b.Root(), audit.Options{})
+	al := b.AuditLog()
 	var errs []error
 	if restarted {
 		errs = append(errs, auditRestart(b, changes[0].Container, action))

@@ -75,7 +75,7 @@ func (c *Controller) SetMode(ctx context.Context, query string, mode state.Mode)
 	act := map[state.Mode]audit.Action{state.ModeUp: audit.ActionUp, state.ModeDown: audit.ActionDown,
 		state.ModeDownAll: audit.ActionDown, state.ModeBlock: audit.ActionBlock}[mode]
 	ev := audit.Event{Container: mc.Container, Action: act, Mode: mc.Mode, Source: "cli", Detail: "from " + mc.From}
-	if err := audit.New(b.Root(), audit.Options{}).Append(ev); err != nil {
+	if err := b.AuditLog().Append(ev); err != nil {
 		return &mc, fmt.Errorf("mode changed, but the audit log failed: %w", err)
 	}
 	return &mc, nil

@@ -128,7 +128,7 @@ func (c *Controller) Resolve(ctx context.Context, query string, force bool) (*Re
 	for _, r := range results {
 		rep.Addresses += len(r.Addrs)
 	}
-	al := audit.New(b.Root(), audit.Options{})
+	al := b.AuditLog()
 	var errs []error
 	for _, r := range results {
 		ev := audit.Event{Container: rep.Container, Action: audit.ActionNotice, Target: r.Name, IPs: addrStrings(r.Addrs), Source: "cli",

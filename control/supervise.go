@@ -83,7 +83,7 @@ func (c *Controller) ensureResolverOp(b *state.Bundle, d *state.Data, op Op) (Op
 func auditRestart(b *state.Bundle, container, command string) error {
 	ev := audit.Event{Container: container, Action: audit.ActionResolverRestart, Source: "cli",
 		Reason: "dnsmasq was not running (found by " + command + ")"}
-	if err := audit.New(b.Root(), audit.Options{}).Append(ev); err != nil {
+	if err := b.AuditLog().Append(ev); err != nil {
 		return fmt.Errorf("resolver restarted, but the audit log failed: %w", err)
 	}
 	return nil

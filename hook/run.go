@@ -135,7 +135,7 @@ func createRuntime(ctx context.Context, log *slog.Logger, id string, pid int, oc
 		Container: data.Container, Action: audit.ActionSetup, Mode: string(data.Mode), Profiles: data.Profiles,
 		Source: "hook", Detail: fmt.Sprintf("ruleset applied and verified in netns %d (allow %d, deny %d); container %s", ident.NetNSInode, len(policy.Allow), len(policy.Deny), id),
 	}
-	if err := audit.New(b.Root(), audit.Options{}).Append(ev); err != nil {
+	if err := b.AuditLog().Append(ev); err != nil {
 		return fmt.Errorf("record the setup in the audit log: %w", err)
 	}
 	if err := b.Update(func(d *state.Data) error { d.NetNS = &ident; return nil }); err != nil {
@@ -156,7 +156,7 @@ func auditFailure(dir string, cause error) {
 		return
 	}
 	defer b.Close()
-	_ = audit.New(b.Root(), audit.Options{}).Append(audit.Event{
+	_ = b.AuditLog().Append(audit.Event{
 		Container: b.Name(), Action: audit.ActionError, Source: "hook", Reason: "start refused: " + cause.Error(),
 	})
 }
@@ -308,7 +308,7 @@ func poststop(log *slog.Logger, dir, id string) error {
 	if len(errs) > 0 {
 		ev.Reason = errors.Join(errs...).Error()
 	}
-	if err := audit.New(b.Root(), audit.Options{}).Append(ev); err != nil {
+	if err := b.AuditLog().Append(ev); err != nil {
 		errs = append(errs, fmt.Errorf("audit: %w", err))
 	}
 	if remove {

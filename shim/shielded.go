@@ -147,12 +147,13 @@ func prepareShielded(inv *argparse.Invocation, dec inject.Decision, cfg *config.
 		d.Created = time.Now().UTC().Truncate(time.Millisecond)
 		d.Allow, d.Deny, d.Static, d.NetNS = state.Entries{}, state.Entries{}, static.Static, nil
 		d.AutoRemove = autoRemove(inv)
+		d.Audit = state.AuditSettings{Disabled: !cfg.Audit.Enabled, MaxBytes: cfg.Audit.MaxBytes}
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	al := audit.New(b.Root(), audit.Options{})
+	al := b.AuditLog()
 	for _, n := range set.Notices {
 		ev := audit.Event{Container: name, Action: audit.ActionNotice, Target: n.Entry.String(), Reason: n.Reason, Source: n.Source}
 		if err := al.Append(ev); err != nil {

@@ -134,7 +134,7 @@ func resolveStatic(ctx context.Context, d, prev *state.Data, res *resolve.Resolv
 
 // auditStatic records what the shim resolved for a static-tier container and warns on stderr
 // about names without addresses it could not resolve and about wildcards.
-func auditStatic(al *audit.Logger, name string, sr staticResolution, stderr io.Writer) error {
+func auditStatic(al state.AuditLog, name string, sr staticResolution, stderr io.Writer) error {
 	n := 0
 	for _, as := range sr.Static.Addrs {
 		n += len(as)

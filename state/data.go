@@ -146,6 +146,8 @@ type Data struct {
 	// AutoRemove: podman removes the container when it stops (run --rm), so the hook's
 	// poststop archives the audit log and removes the bundle.
 	AutoRemove bool `json:"auto_remove,omitempty"`
+	// Audit holds config.yml's audit settings for the hook and the control commands.
+	Audit AuditSettings `json:"audit,omitzero"`
 }
 
 // AllowEntry adds e to the operator allow list and removes it from the
