@@ -12,9 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/google/go-cmp/cmp"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -23,6 +21,7 @@ import (
 	"github.com/terok-ai/terok-shield/dnsmasq"
 	"github.com/terok-ai/terok-shield/gate"
 	"github.com/terok-ai/terok-shield/hook"
+	"github.com/terok-ai/terok-shield/internal/fulldisk"
 	"github.com/terok-ai/terok-shield/internal/netnstest"
 	"github.com/terok-ai/terok-shield/state"
 )
@@ -384,7 +383,7 @@ func TestFailClosedDiskFull(t *testing.T) {
 	auditPath := filepath.Join(f.bundle, state.FileAudit)
 	before := seedAudit(t, f.bundle)
 	filler := filepath.Join(mnt, "filler")
-	fill(t, filler)
+	fulldisk.Fill(t, filler)
 
 	code, stderr := f.run(t, bin)
 	if code == 0 {
@@ -440,69 +439,16 @@ func TestFailClosedDiskFull(t *testing.T) {
 // returns the log's bytes.
 func seedAudit(t *testing.T, bundle string) []byte {
 	t.Helper()
-	const page = 4096
-	root, err := os.OpenRoot(bundle)
+	log, err := audit.Open(bundle, audit.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer root.Close()
-	log := audit.New(root, audit.Options{})
-	ts := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
-	ev := audit.Event{V: audit.SchemaVersion, TS: ts, Container: filepath.Base(bundle), Action: audit.ActionAllow, Target: "192.0.2.1", Source: "cli"}
+	defer log.Close()
+	ev := audit.Event{Container: filepath.Base(bundle), Action: audit.ActionAllow, Target: "192.0.2.1", Source: "cli"}
 	for range 2 {
 		if err := log.Append(ev); err != nil {
 			t.Fatal(err)
 		}
 	}
-	fi, err := os.Stat(filepath.Join(bundle, state.FileAudit))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for n := 1; ; n++ {
-		ev.Detail = strings.Repeat("x", n)
-		line, err := json.Marshal(ev)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if (fi.Size()+int64(len(line))+1)%page == 0 {
-			break
-		}
-	}
-	if err := log.Append(ev); err != nil {
-		t.Fatal(err)
-	}
-	data, err := os.ReadFile(filepath.Join(bundle, state.FileAudit))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(data)%page != 0 {
-		t.Fatalf("seeded audit log is %d bytes, want a multiple of %d", len(data), page)
-	}
-	return data
-}
-
-// fill writes path until its filesystem has no free block left.
-func fill(t *testing.T, path string) {
-	t.Helper()
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	buf := make([]byte, 64<<10)
-	for len(buf) > 0 {
-		if _, err := f.Write(buf); err != nil {
-			if !errors.Is(err, syscall.ENOSPC) {
-				t.Fatalf("fill %s: %v", path, err)
-			}
-			buf = buf[:len(buf)/2]
-		}
-	}
-	var st syscall.Statfs_t
-	if err := syscall.Statfs(path, &st); err != nil {
-		t.Fatal(err)
-	}
-	if st.Bavail != 0 {
-		t.Fatalf("fill %s: %d blocks still free", path, st.Bavail)
-	}
+	return fulldisk.PadAuditToPage(t, bundle)
 }

@@ -7,18 +7,17 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/terok-ai/terok-shield/audit"
+	"github.com/terok-ai/terok-shield/internal/fulldisk"
 	"github.com/terok-ai/terok-shield/state"
 )
 
@@ -52,9 +51,9 @@ func TestFaultDiskFull(t *testing.T) {
 	}
 	name := createCanary(t, ctx, sp)
 	auditPath := filepath.Join(sp.Bundle(name), state.FileAudit)
-	before := padAuditToPage(t, sp.Bundle(name))
+	before := fulldisk.PadAuditToPage(t, sp.Bundle(name))
 	filler := filepath.Join(sp.StateDir, "filler")
-	fillFS(t, filler)
+	fulldisk.Fill(t, filler)
 
 	got, r := attachStart(t, ctx, &sp.Podman, sp, n, name)
 	reason := hookReason(r)
@@ -100,74 +99,5 @@ func TestFaultDiskFull(t *testing.T) {
 	}
 	if setups != 1 {
 		t.Errorf("control: %d setup events in the audit log, want 1 (the control start's):\n%s", setups, after)
-	}
-}
-
-// padAuditToPage appends one event to the bundle's audit log, padded so the log ends on a page
-// boundary (tmpfs allocates in pages: any further append then needs a free page, and a full
-// filesystem refuses it whole rather than tearing it), and returns the log's bytes.
-func padAuditToPage(t *testing.T, bundle string) []byte {
-	t.Helper()
-	const page = 4096
-	path := filepath.Join(bundle, state.FileAudit)
-	var size int64
-	if fi, err := os.Stat(path); err == nil {
-		size = fi.Size()
-	} else if !errors.Is(err, os.ErrNotExist) {
-		t.Fatal(err)
-	}
-	ev := audit.Event{V: audit.SchemaVersion, TS: time.Now(), Container: filepath.Base(bundle), Action: audit.ActionAllow,
-		Target: "192.0.2.1", Source: "cli"}
-	for n := 1; ; n++ {
-		ev.Detail = strings.Repeat("x", n)
-		line, err := json.Marshal(ev)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if (size+int64(len(line))+1)%page == 0 {
-			break
-		}
-	}
-	l, err := audit.Open(bundle, audit.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	if err := l.Append(ev); err != nil {
-		t.Fatal(err)
-	}
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(data)%page != 0 {
-		t.Fatalf("padded audit log is %d bytes, want a multiple of %d", len(data), page)
-	}
-	return data
-}
-
-// fillFS writes path until its filesystem has no free block left.
-func fillFS(t *testing.T, path string) {
-	t.Helper()
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	buf := make([]byte, 64<<10)
-	for len(buf) > 0 {
-		if _, err := f.Write(buf); err != nil {
-			if !errors.Is(err, syscall.ENOSPC) {
-				t.Fatalf("fill %s: %v", path, err)
-			}
-			buf = buf[:len(buf)/2]
-		}
-	}
-	var st syscall.Statfs_t
-	if err := syscall.Statfs(path, &st); err != nil {
-		t.Fatal(err)
-	}
-	if st.Bavail != 0 {
-		t.Fatalf("fill %s: %d blocks still free", path, st.Bavail)
 	}
 }
