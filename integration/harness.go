@@ -347,11 +347,17 @@ func (p *Podman) Probe(ctx context.Context, runArgs []string, probeArgs ...strin
 	args := append(append([]string{"run"}, runArgs...), p.H.ImageRef, "/bin/probe")
 	args = append(args, probeArgs...)
 	r, err := p.Run(ctx, args...)
+	return decodeProbe(r, err, "probe container")
+}
+
+// decodeProbe turns a podman run or exec of the probe into its result: the command must have
+// exited 0 and printed one probe result.
+func decodeProbe(r RunResult, err error, what string) (probe.Result, RunResult, error) {
 	if err != nil {
 		return probe.Result{}, r, err
 	}
 	if r.Exit != 0 {
-		return probe.Result{}, r, fmt.Errorf("probe container failed: %s", r)
+		return probe.Result{}, r, fmt.Errorf("%s failed: %s", what, r)
 	}
 	res, err := probe.Decode([]byte(strings.TrimSpace(r.Stdout)))
 	if err != nil {

@@ -225,17 +225,7 @@ func (sp *ShieldedPodman) ProbeShielded(ctx context.Context, profiles string, pr
 // ProbeIn runs the probe with `exec` in a running container (no new container, same firewall).
 func (sp *ShieldedPodman) ProbeIn(ctx context.Context, name string, probeArgs ...string) (probe.Result, RunResult, error) {
 	r, err := sp.Run(ctx, append([]string{"exec", name, "/bin/probe"}, probeArgs...)...)
-	if err != nil {
-		return probe.Result{}, r, err
-	}
-	if r.Exit != 0 {
-		return probe.Result{}, r, fmt.Errorf("probe exec failed: %s", r)
-	}
-	res, err := probe.Decode([]byte(strings.TrimSpace(r.Stdout)))
-	if err != nil {
-		return res, r, fmt.Errorf("%w\n%s", err, r)
-	}
-	return res, r, nil
+	return decodeProbe(r, err, "probe exec")
 }
 
 // errExit is returned by mustExit for an unexpected exit code.
