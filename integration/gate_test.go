@@ -5,7 +5,6 @@ package integration
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -158,55 +157,16 @@ func TestShieldedRefusals(t *testing.T) {
 		if err := sp.WriteProfile("gate", gateProfile...); err != nil {
 			t.Fatal(err)
 		}
-		cases := []struct {
-			name, reason string
-			flags        []string
-		}{
-			{"none", "", nil},
-			{"privileged", "--privileged", []string{"--privileged"}},
-			{"cap-add NET_RAW", "--cap-add NET_RAW", []string{"--cap-add", "NET_RAW"}},
-			{"cap-add cap_net_admin", "--cap-add NET_ADMIN", []string{"--cap-add=cap_net_admin"}},
-			{"network host", "--network host", []string{"--network", "host"}},
-			{"dns", "--dns", []string{"--dns", "1.1.1.1"}},
-			{"state dir volume", "exposes", []string{"-v", sp.StateDir + ":/x"}},
-			{"state subdir mount", "exposes", []string{"--mount", "type=bind,src=" + filepath.Join(sp.StateDir, "containers") + ",dst=/x"}},
+		cases := []refusalCase{
+			{name: "none"},
+			{name: "privileged", reason: "--privileged", flags: []string{"--privileged"}},
+			{name: "cap-add NET_RAW", reason: "--cap-add NET_RAW", flags: []string{"--cap-add", "NET_RAW"}},
+			{name: "cap-add cap_net_admin", reason: "--cap-add NET_ADMIN", flags: []string{"--cap-add=cap_net_admin"}},
+			{name: "network host", reason: "--network host", flags: []string{"--network", "host"}},
+			{name: "dns", reason: "--dns", flags: []string{"--dns", "1.1.1.1"}},
+			{name: "state dir volume", reason: "exposes", flags: []string{"-v", sp.StateDir + ":/x"}},
+			{name: "state subdir mount", reason: "exposes", flags: []string{"--mount", "type=bind,src=" + filepath.Join(sp.StateDir, "containers") + ",dst=/x"}},
 		}
-		for _, c := range cases {
-			n.ResetHits()
-			name := sp.Name("refuse")
-			args := append([]string{"run", "--rm", "--shield=gate", "--name", name}, c.flags...)
-			args = append(args, sp.H.ImageRef, "/bin/probe", "tcp", testnet.CanaryV4+":80")
-			r, err := sp.Run(ctx, args...)
-			if err != nil {
-				t.Fatal(err)
-			}
-			exists, err := sp.Exists(ctx, name)
-			if err != nil {
-				t.Fatal(err)
-			}
-			_, statErr := os.Stat(sp.Bundle(name))
-			type outcome struct {
-				Exit          int
-				OneLineReason bool
-				Exists, State bool
-				CanaryHits    int
-			}
-			got := outcome{
-				Exit:          r.Exit,
-				OneLineReason: c.reason != "" && strings.Count(strings.TrimSpace(r.Stderr), "\n") == 0 && strings.Contains(r.Stderr, "cannot shield this container") && strings.Contains(r.Stderr, c.reason),
-				Exists:        exists,
-				State:         !errors.Is(statErr, os.ErrNotExist),
-				CanaryHits:    len(n.CanaryHits()),
-			}
-			want := outcome{Exit: 125, OneLineReason: true}
-			if c.flags == nil {
-				// The control ran its workload; --rm removed the container, and its poststop
-				// hook archived the audit log and removed the bundle.
-				want = outcome{Exit: 0, CanaryHits: 1}
-			}
-			if d := cmp.Diff(want, got); d != "" {
-				t.Errorf("%s (-want +got):\n%s\n%s", c.name, d, r)
-			}
-		}
+		checkRefusals(t, ctx, n, sp, cases)
 	})
 }

@@ -29,11 +29,7 @@ func TestShieldedRefusalsMore(t *testing.T) {
 		}
 		// A local socket that does not exist: remote mode must never get as far as dialling.
 		const remoteSock = "unix:///run/terok-e2e-no-such-podman.sock"
-		cases := []struct {
-			name, reason  string
-			global, flags []string
-			env           []string
-		}{
+		cases := []refusalCase{
 			{name: "none"},
 			{name: "remote flag", reason: "remote mode", global: []string{"--remote", "--url", remoteSock}},
 			{name: "CONTAINER_HOST", reason: "remote mode", env: []string{"CONTAINER_HOST=" + remoteSock}},
@@ -49,43 +45,59 @@ func TestShieldedRefusalsMore(t *testing.T) {
 			{name: "podman socket dir", reason: "exposes /run/podman", flags: []string{"-v", "/run/podman:/var/run/podman"}},
 			{name: "config dir", reason: "exposes " + sp.ConfigDir, flags: []string{"-v", sp.ConfigDir + ":/cfg"}},
 		}
-		for _, c := range cases {
-			n.ResetHits()
-			name := sp.Name("refuse")
-			args := append(slices.Clone(c.global), "run", "--rm", "--shield=gate", "--name", name)
-			args = append(append(args, c.flags...), sp.H.ImageRef, "/bin/probe", "tcp", testnet.CanaryV4+":80")
-			p := sp.Podman
-			p.Env = append(slices.Clone(sp.Env), c.env...)
-			r, err := p.Run(ctx, args...)
-			if err != nil {
-				t.Fatal(err)
-			}
-			exists, err := sp.Exists(ctx, name)
-			if err != nil {
-				t.Fatal(err)
-			}
-			_, statErr := os.Stat(sp.Bundle(name))
-			type outcome struct {
-				Exit          int
-				OneLineReason bool
-				Exists, State bool
-				CanaryHits    int
-			}
-			got := outcome{
-				Exit:          r.Exit,
-				OneLineReason: c.reason != "" && strings.Count(strings.TrimSpace(r.Stderr), "\n") == 0 && strings.Contains(r.Stderr, "cannot shield this container") && strings.Contains(r.Stderr, c.reason),
-				Exists:        exists,
-				State:         !errors.Is(statErr, os.ErrNotExist),
-				CanaryHits:    len(n.CanaryHits()),
-			}
-			want := outcome{Exit: 125, OneLineReason: true}
-			if c.name == "none" {
-				// --rm: the bundle is archived and removed when the container exits.
-				want = outcome{Exit: 0, CanaryHits: 1}
-			}
-			if d := cmp.Diff(want, got); d != "" {
-				t.Errorf("%s (-want +got):\n%s\n%s", c.name, d, r)
-			}
-		}
+		checkRefusals(t, ctx, n, sp, cases)
 	})
+}
+
+// refusalCase is one shielded run through the shim: flags (and root flags, environment) that
+// must be refused with reason, or, for the case named "none", the control that runs.
+type refusalCase struct {
+	name, reason  string
+	global, flags []string
+	env           []string
+}
+
+// checkRefusals runs each case as `run --rm --shield=gate --name N FLAGS IMAGE probe tcp canary`
+// and checks the outcome: a refusal exits 125 with one line naming the reason, leaves no
+// container and no state bundle, and sends nothing; the control ("none") runs its workload, and
+// --rm leaves no bundle (archived and removed on exit).
+func checkRefusals(t *testing.T, ctx context.Context, n *testnet.Net, sp *ShieldedPodman, cases []refusalCase) {
+	t.Helper()
+	for _, c := range cases {
+		n.ResetHits()
+		name := sp.Name("refuse")
+		args := append(slices.Clone(c.global), "run", "--rm", "--shield=gate", "--name", name)
+		args = append(append(args, c.flags...), sp.H.ImageRef, "/bin/probe", "tcp", testnet.CanaryV4+":80")
+		p := sp.Podman
+		p.Env = append(slices.Clone(sp.Env), c.env...)
+		r, err := p.Run(ctx, args...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		exists, err := sp.Exists(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, statErr := os.Stat(sp.Bundle(name))
+		type outcome struct {
+			Exit          int
+			OneLineReason bool
+			Exists, State bool
+			CanaryHits    int
+		}
+		got := outcome{
+			Exit:          r.Exit,
+			OneLineReason: c.reason != "" && strings.Count(strings.TrimSpace(r.Stderr), "\n") == 0 && strings.Contains(r.Stderr, "cannot shield this container") && strings.Contains(r.Stderr, c.reason),
+			Exists:        exists,
+			State:         !errors.Is(statErr, os.ErrNotExist),
+			CanaryHits:    len(n.CanaryHits()),
+		}
+		want := outcome{Exit: 125, OneLineReason: true}
+		if c.name == "none" {
+			want = outcome{Exit: 0, CanaryHits: 1}
+		}
+		if d := cmp.Diff(want, got); d != "" {
+			t.Errorf("%s (-want +got):\n%s\n%s", c.name, d, r)
+		}
+	}
 }
