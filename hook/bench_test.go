@@ -20,6 +20,7 @@ import (
 	"github.com/terok-ai/terok-shield/dnsmasq"
 	"github.com/terok-ai/terok-shield/hook"
 	"github.com/terok-ai/terok-shield/internal/netnstest"
+	"github.com/terok-ai/terok-shield/internal/original"
 	"github.com/terok-ai/terok-shield/profiles"
 	"github.com/terok-ai/terok-shield/state"
 )
@@ -197,56 +198,7 @@ func standInAddrs(names []string) (v4, v6 []string) {
 // element` lines; on the dnsmasq tier the allow sets time out and the addresses are added
 // as permanent (`timeout 0s`).
 func originalRuleset(v4, v6 []string, dnsmasqTier bool) string {
-	var s strings.Builder
-	setFlags, elemSuffix := "flags interval;", ""
-	if dnsmasqTier {
-		setFlags, elemSuffix = "flags interval, timeout; timeout 30m;", " timeout 0s"
-	}
-	fmt.Fprintf(&s, `    table inet terok_shield {
-        set allow_v4 { type ipv4_addr; %s }
-        set allow_v6 { type ipv6_addr; %s }
-`, setFlags, setFlags)
-	s.WriteString(`        set deny_v4 { type ipv4_addr; flags interval; }
-        set deny_v6 { type ipv6_addr; flags interval; }
-
-        chain output {
-            type filter hook output priority filter; policy drop;
-            oifname "lo" accept
-            ct state established,related accept
-            udp dport 53 ip daddr 169.254.1.1 accept
-            tcp dport 53 ip daddr 169.254.1.1 accept
-            ip daddr @allow_v4 log group 100 prefix "TEROK_SHIELD_ALLOWED: " counter accept
-ip6 daddr @allow_v6 log group 100 prefix "TEROK_SHIELD_ALLOWED: " counter accept
-            ip daddr @deny_v4 log group 100 prefix "TEROK_SHIELD_DENIED: " counter reject with icmpx admin-prohibited
-ip6 daddr @deny_v6 log group 100 prefix "TEROK_SHIELD_DENIED: " counter reject with icmpx admin-prohibited
-            ip daddr 10.0.0.0/8 log group 100 prefix "TEROK_SHIELD_PRIVATE: " reject with icmpx admin-prohibited
-ip daddr 172.16.0.0/12 log group 100 prefix "TEROK_SHIELD_PRIVATE: " reject with icmpx admin-prohibited
-ip daddr 192.168.0.0/16 log group 100 prefix "TEROK_SHIELD_PRIVATE: " reject with icmpx admin-prohibited
-ip daddr 169.254.0.0/16 log group 100 prefix "TEROK_SHIELD_PRIVATE: " reject with icmpx admin-prohibited
-ip6 daddr fc00::/7 log group 100 prefix "TEROK_SHIELD_PRIVATE: " reject with icmpx admin-prohibited
-ip6 daddr fe80::/10 log group 100 prefix "TEROK_SHIELD_PRIVATE: " reject with icmpx admin-prohibited
-            log group 100 prefix "TEROK_SHIELD_BLOCKED: " counter reject with icmpx admin-prohibited
-        }
-
-        chain input {
-        type filter hook input priority filter; policy drop;
-        iifname "lo" accept
-        ct state established,related accept
-        drop
-    }
-    }
-`)
-	for _, set := range []struct {
-		name  string
-		addrs []string
-	}{{"allow_v4", v4}, {"allow_v6", v6}} {
-		elems := make([]string, len(set.addrs))
-		for i, a := range set.addrs {
-			elems[i] = a + elemSuffix
-		}
-		fmt.Fprintf(&s, "add element inet terok_shield %s { %s }\n", set.name, strings.Join(elems, ", "))
-	}
-	return s.String()
+	return original.Ruleset(v4, v6, dnsmasqTier)
 }
 
 // originalDnsmasqConf is the original's dnsmasq.conf (original-tool.md §4.3).

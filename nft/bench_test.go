@@ -10,58 +10,24 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
+
+	"github.com/terok-ai/terok-shield/internal/original"
 )
 
 // originalRuleset renders the ruleset the original Python tool generated
 // (original-tool.md §3.2/§3.4): interval allow sets, rules, then one
 // `add element` line carrying every allowed address.
 func originalRuleset(allow []netip.Prefix) string {
-	var b strings.Builder
-	b.WriteString(`table inet terok_shield {
-	set allow_v4 { type ipv4_addr; flags interval; }
-	set allow_v6 { type ipv6_addr; flags interval; }
-	set deny_v4 { type ipv4_addr; flags interval; }
-	set deny_v6 { type ipv6_addr; flags interval; }
-	chain output {
-		type filter hook output priority filter; policy drop;
-		oifname "lo" accept
-		ct state established,related accept
-		udp dport 53 ip daddr 169.254.1.1 accept
-		tcp dport 53 ip daddr 169.254.1.1 accept
-		ip daddr @allow_v4 log group 100 prefix "TEROK_SHIELD_ALLOWED: " counter accept
-		ip6 daddr @allow_v6 log group 100 prefix "TEROK_SHIELD_ALLOWED: " counter accept
-		ip daddr @deny_v4 log group 100 prefix "TEROK_SHIELD_DENIED: " counter reject with icmpx admin-prohibited
-		ip6 daddr @deny_v6 log group 100 prefix "TEROK_SHIELD_DENIED: " counter reject with icmpx admin-prohibited
-		ip daddr 10.0.0.0/8 log group 100 prefix "TEROK_SHIELD_PRIVATE: " reject with icmpx admin-prohibited
-		ip daddr 172.16.0.0/12 log group 100 prefix "TEROK_SHIELD_PRIVATE: " reject with icmpx admin-prohibited
-		ip daddr 192.168.0.0/16 log group 100 prefix "TEROK_SHIELD_PRIVATE: " reject with icmpx admin-prohibited
-		ip daddr 169.254.0.0/16 log group 100 prefix "TEROK_SHIELD_PRIVATE: " reject with icmpx admin-prohibited
-		ip6 daddr fc00::/7 log group 100 prefix "TEROK_SHIELD_PRIVATE: " reject with icmpx admin-prohibited
-		ip6 daddr fe80::/10 log group 100 prefix "TEROK_SHIELD_PRIVATE: " reject with icmpx admin-prohibited
-		log group 100 prefix "TEROK_SHIELD_BLOCKED: " counter reject with icmpx admin-prohibited
-	}
-	chain input {
-		type filter hook input priority filter; policy drop;
-		iifname "lo" accept
-		ct state established,related accept
-		drop
-	}
-}
-`)
-	for _, fam := range []bool{false, true} {
-		var elems []string
-		for _, p := range allow {
-			if p.Addr().Is6() == fam {
-				elems = append(elems, p.Addr().String())
-			}
-		}
-		if len(elems) > 0 {
-			fmt.Fprintf(&b, "add element inet terok_shield %s { %s }\n", pick(fam, "allow_v4", "allow_v6"), strings.Join(elems, ", "))
+	var v4, v6 []string
+	for _, p := range allow {
+		if p.Addr().Is6() {
+			v6 = append(v6, p.Addr().String())
+		} else {
+			v4 = append(v4, p.Addr().String())
 		}
 	}
-	return b.String()
+	return original.Ruleset(v4, v6, false)
 }
 
 func benchSizes() []int { return []int{0, 1_000, 10_000, 100_000} }
