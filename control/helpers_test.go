@@ -15,11 +15,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/go-cmp/cmp"
-
 	"github.com/terok-ai/terok-shield/hook"
 	"github.com/terok-ai/terok-shield/nft"
 	"github.com/terok-ai/terok-shield/state"
+
+	goldenfile "github.com/terok-ai/terok-shield/internal/golden"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
@@ -215,17 +215,5 @@ func loadData(t testing.TB, r *state.Root, name string) *state.Data {
 // golden compares got with testdata/name, rewriting it with -update.
 func golden(t *testing.T, name, got string) {
 	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run with -update)", err)
-	}
-	if diff := cmp.Diff(string(want), got); diff != "" {
-		t.Errorf("%s (-want +got):\n%s", name, diff)
-	}
+	goldenfile.Check(t, filepath.Join("testdata", name), got, *update)
 }

@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"flag"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -16,6 +15,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/terok-ai/terok-shield/internal/golden"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/*.nft golden files")
@@ -108,19 +109,7 @@ func TestGolden(t *testing.T) {
 	for name, p := range cases {
 		t.Run(name, func(t *testing.T) {
 			got := mustBuild(t, p).String()
-			file := filepath.Join("testdata", name+".nft")
-			if *update {
-				if err := os.WriteFile(file, []byte(got), 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(file)
-			if err != nil {
-				t.Fatalf("read golden (run with -update): %v", err)
-			}
-			if diff := cmp.Diff(string(want), got); diff != "" {
-				t.Errorf("String() differs from %s (-want +got):\n%s", file, diff)
-			}
+			golden.Check(t, filepath.Join("testdata", name+".nft"), got, *update)
 		})
 	}
 }
