@@ -135,7 +135,7 @@ func createRuntime(ctx context.Context, log *slog.Logger, id string, pid int, oc
 		Container: data.Container, Action: audit.ActionSetup, Mode: string(data.Mode), Profiles: data.Profiles,
 		Source: "hook", Detail: fmt.Sprintf("ruleset applied and verified in netns %d (allow %d, deny %d); container %s", ident.NetNSInode, len(policy.Allow), len(policy.Deny), id),
 	}
-	if err := b.AuditLog().Append(ev); err != nil {
+	if err := b.AuditLogFor(data).Append(ev); err != nil {
 		return fmt.Errorf("record the setup in the audit log: %w", err)
 	}
 	if err := b.Update(func(d *state.Data) error { d.NetNS = &ident; return nil }); err != nil {
@@ -308,7 +308,10 @@ func poststop(log *slog.Logger, dir, id string) error {
 	if len(errs) > 0 {
 		ev.Reason = errors.Join(errs...).Error()
 	}
-	if err := b.AuditLog().Append(ev); err != nil {
+	if loadErr != nil {
+		data = nil
+	}
+	if err := b.AuditLogFor(data).Append(ev); err != nil {
 		errs = append(errs, fmt.Errorf("audit: %w", err))
 	}
 	if remove {

@@ -26,8 +26,17 @@ func (discard) Append(audit.Event) error { return nil }
 // AuditLog returns the bundle's audit log with the settings recorded in its bundle.json
 // (defaults when it cannot be read: an unreadable bundle must not silence auditing).
 func (b *Bundle) AuditLog() AuditLog {
+	d, err := b.Load()
+	if err != nil {
+		d = nil
+	}
+	return b.AuditLogFor(d)
+}
+
+// AuditLogFor is AuditLog for a caller that has already loaded the bundle (nil d: defaults).
+func (b *Bundle) AuditLogFor(d *Data) AuditLog {
 	var s AuditSettings
-	if d, err := b.Load(); err == nil {
+	if d != nil {
 		s = d.Audit
 	}
 	if s.Disabled {
