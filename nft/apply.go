@@ -567,3 +567,20 @@ func Refresh(ctx context.Context, t Target, addrs []netip.Addr) error {
 	}
 	return AddElements(ctx, t, KindLearned, ps)
 }
+
+// ApplyVerified applies r in t's namespace and verifies it by reading it back,
+// through one netlink socket: what a hook does before a container may run.
+func ApplyVerified(ctx context.Context, t Target, r *Ruleset) error {
+	if r == nil {
+		return errors.New("apply table: nil ruleset")
+	}
+	return t.do(ctx, func(s *session) error {
+		if err := apply(ctx, s, r); err != nil {
+			return fmt.Errorf("apply ruleset: %w", err)
+		}
+		if err := verify(s, r); err != nil {
+			return fmt.Errorf("verify ruleset: %w", err)
+		}
+		return nil
+	})
+}

@@ -185,25 +185,46 @@ func TestVerifyDetectsDrift(t *testing.T) {
 			t.Errorf("Verify on empty netns = %v, want ErrNoTable", err)
 		}
 	})
-	t.Run("rule deleted by handle", func(t *testing.T) {
-		target := newNetNS(t)
-		if err := Apply(ctx, target, r); err != nil {
-			t.Fatalf("Apply: %v", err)
-		}
-		out := nftIn(t, target, "", "-a", "list", "chain", "inet", TableName, "output")
-		var handle string
-		for _, line := range strings.Split(out, "\n") {
-			if strings.Contains(line, "@deny_v4") {
-				handle = line[strings.LastIndex(line, " ")+1:]
+	// A rule changed in place, keeping its shape: only one constant of one
+	// expression differs, which the comparison must still see.
+	for _, tc := range []struct{ name, replacement string }{
+		{"verdict changed in place", `oifname "lo" drop`},
+		{"constant changed in place", `oifname "lp" accept`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			target, handle := appliedWithHandle(t, r, `oifname "lo" accept`)
+			nftIn(t, target, "", "replace", "rule", "inet", TableName, "output", "handle", handle, tc.replacement)
+			err := Verify(ctx, target, r)
+			want := fmt.Sprintf("got %q, want %q", tc.replacement, `oifname "lo" accept`)
+			if err == nil || !strings.Contains(err.Error(), want) {
+				t.Errorf("Verify after replacing the loopback rule with %q = %v, want %s", tc.replacement, err, want)
 			}
-		}
-		if handle == "" {
-			t.Fatalf("no deny_v4 rule in:\n%s", out)
-		}
+		})
+	}
+	t.Run("rule deleted by handle", func(t *testing.T) {
+		target, handle := appliedWithHandle(t, r, "@deny_v4")
 		nftIn(t, target, "", "delete", "rule", "inet", TableName, "output", "handle", handle)
 		err := Verify(ctx, target, r)
 		if err == nil || !strings.Contains(err.Error(), `want "ip daddr @deny_v4`) {
 			t.Errorf("Verify after deleting the deny_v4 rule = %v, want it named", err)
 		}
 	})
+}
+
+// appliedWithHandle applies r in a fresh namespace and returns the handle of the output
+// chain's rule whose listing contains marker.
+func appliedWithHandle(t *testing.T, r *Ruleset, marker string) (Target, string) {
+	t.Helper()
+	target := newNetNS(t)
+	if err := Apply(context.Background(), target, r); err != nil {
+		t.Fatalf("Apply: %v", err)
+	}
+	out := nftIn(t, target, "", "-a", "list", "chain", "inet", TableName, "output")
+	for _, line := range strings.Split(out, "\n") {
+		if strings.Contains(line, marker) {
+			return target, line[strings.LastIndex(line, " ")+1:]
+		}
+	}
+	t.Fatalf("no rule with %q in:\n%s", marker, out)
+	return target, ""
 }

@@ -156,3 +156,30 @@ func BenchmarkElement100k(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkVerify is the read-back verification of a freshly applied table
+// with n allow entries (the hook verifies every table it applies).
+func BenchmarkVerify(b *testing.B) {
+	requirePrivileged(b)
+	ctx := context.Background()
+	for _, n := range []int{0, 1_000} {
+		p := bulkPolicy(n)
+		p.Allow = p.Allow[len(p.Allow)-n:]
+		r := mustBuild(b, p)
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			target, release, err := openNetNS()
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer release()
+			if err := Apply(ctx, target, r); err != nil {
+				b.Fatal(err)
+			}
+			for b.Loop() {
+				if err := Verify(ctx, target, r); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

@@ -5,23 +5,18 @@ package nft
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net/netip"
-	"runtime"
 	"sync"
-
-	"golang.org/x/sys/unix"
 )
 
-// Conn is an open handle on one network namespace: a goroutine locked to an
-// OS thread inside the namespace, holding its netlink sockets open. Several
-// operations through one Conn pay the namespace entry once and never wait
-// for socket teardown in between. A Conn is safe for concurrent use;
-// operations run one at a time. Close releases it.
+// Conn is an open handle on one network namespace: netlink sockets created
+// inside it. Several operations through one Conn pay the namespace entry
+// once and never wait for socket teardown in between. A Conn is safe for
+// concurrent use; operations run one at a time. Close releases it.
 type Conn struct {
-	reqs      chan func(*session)
-	closeOnce sync.Once
-	closed    chan struct{}
+	mu     sync.Mutex
+	s      *session // nil once closed
+	closed bool
 }
 
 // ErrClosed is returned by operations on a closed Conn.
@@ -32,48 +27,22 @@ func Open(ctx context.Context, t Target) (*Conn, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	c := &Conn{reqs: make(chan func(*session)), closed: make(chan struct{})}
-	ready := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread() // never unlocked: the thread ends with the goroutine
-		if t.NetNSPath != "" {
-			fd, err := unix.Open(t.NetNSPath, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-			if err != nil {
-				ready <- fmt.Errorf("open netns %s: %w", t.NetNSPath, err)
-				return
-			}
-			err = unix.Setns(fd, unix.CLONE_NEWNET)
-			_ = unix.Close(fd)
-			if err != nil {
-				ready <- fmt.Errorf("enter netns %s: %w", t.NetNSPath, err)
-				return
-			}
-		}
-		_ = runSession(func(s *session) error {
-			ready <- nil
-			for {
-				select {
-				case req := <-c.reqs:
-					req(s)
-				case <-c.closed:
-					return nil
-				}
-			}
-		}, func(err error) {
-			if err != nil {
-				ready <- err
-			}
-		})
-	}()
-	if err := <-ready; err != nil {
+	s, err := t.open()
+	if err != nil {
 		return nil, err
 	}
-	return c, nil
+	return &Conn{s: s}, nil
 }
 
-// Close ends the Conn; its thread exits once the sockets are closed.
+// Close releases the sockets; it does not wait for the kernel's deferred
+// destruction that closing them may start.
 func (c *Conn) Close() error {
-	c.closeOnce.Do(func() { close(c.closed) })
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.closed {
+		c.closed = true
+		go c.s.close()
+	}
 	return nil
 }
 
@@ -81,15 +50,12 @@ func (c *Conn) run(ctx context.Context, fn func(*session) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	done := make(chan error, 1)
-	select {
-	case <-c.closed:
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
 		return ErrClosed
-	case c.reqs <- func(s *session) { done <- fn(s) }:
-	case <-ctx.Done():
-		return ctx.Err()
 	}
-	return <-done
+	return fn(c.s)
 }
 
 // Apply is Apply through c.

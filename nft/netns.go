@@ -26,7 +26,7 @@ const sndBufWant = 1 << 20
 // session is one netlink socket inside the target namespace.
 type session struct {
 	c         *nftables.Conn
-	raw       *netlink.Conn // opened on demand by rawConn
+	raw       *netlink.Conn // plain socket for raw batches
 	sndbuf    int           // effective SO_SNDBUF of c, as reported by the kernel
 	rawSndbuf int           // effective SO_SNDBUF of raw
 	seq       uint32        // last sequence number used on raw
@@ -50,80 +50,98 @@ func growSendBuffer(nc *netlink.Conn) (int, error) {
 	return size, serr
 }
 
-// do runs fn with a netlink connection opened inside t's namespace.
-//
-// For a non-empty path the work happens on a fresh goroutine that locks its
-// OS thread, setns(2)es into the namespace and never unlocks: the Go runtime
-// then discards the thread when the goroutine exits, so no thread ever has to
-// switch back (switching back fails inside a rootless user namespace).
+// do runs fn with a session opened inside t's namespace, then closes it.
 func (t Target) do(ctx context.Context, fn func(s *session) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if t.NetNSPath == "" {
-		return runSession(fn, func(err error) {})
+	s, err := t.open()
+	if err != nil {
+		return err
 	}
-	errc := make(chan error, 1)
+	err = fn(s)
+	// Closing a netfilter netlink socket after a transaction that deleted
+	// objects waits for the kernel's deferred destruction (an RCU grace
+	// period, milliseconds). The work is committed and acknowledged by now,
+	// so the caller need not wait for it.
+	go s.close()
+	return err
+}
+
+// open creates the session's netlink sockets inside t's namespace.
+//
+// A socket belongs to the namespace it was created in, whatever thread uses
+// it later. So only the creation happens on a fresh goroutine that locks
+// its OS thread, setns(2)es into the namespace and never unlocks: the Go
+// runtime then discards the thread when the goroutine exits, so no thread
+// ever has to switch back (switching back fails inside a rootless user
+// namespace). The session itself is used from the caller's goroutine, where
+// netlink I/O costs no thread hand-offs.
+func (t Target) open() (*session, error) {
+	if t.NetNSPath == "" {
+		return openSession()
+	}
+	type result struct {
+		s   *session
+		err error
+	}
+	ch := make(chan result, 1)
 	go func() {
 		runtime.LockOSThread() // deliberately never unlocked, see above
 		fd, err := unix.Open(t.NetNSPath, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 		if err != nil {
-			errc <- fmt.Errorf("open netns %s: %w", t.NetNSPath, err)
+			ch <- result{err: fmt.Errorf("open netns %s: %w", t.NetNSPath, err)}
 			return
 		}
 		err = unix.Setns(fd, unix.CLONE_NEWNET)
 		_ = unix.Close(fd)
 		if err != nil {
-			errc <- fmt.Errorf("enter netns %s: %w", t.NetNSPath, err)
+			ch <- result{err: fmt.Errorf("enter netns %s: %w", t.NetNSPath, err)}
 			return
 		}
-		_ = runSession(fn, func(err error) { errc <- err })
+		s, err := openSession()
+		ch <- result{s, err}
 	}()
-	return <-errc
+	r := <-ch
+	return r.s, r.err
 }
 
-// runSession opens the sockets, runs fn, reports its result through done and
-// only then closes the sockets: after a transaction that deleted objects,
-// closing a netfilter netlink socket waits for the kernel's deferred
-// destruction (an RCU grace period, milliseconds). The work is committed
-// and acknowledged before done is called, so reporting first is exact.
-func runSession(fn func(s *session) error, done func(error)) error {
+// openSession opens both sockets of a session in the calling thread's
+// namespace: the raw one too, so that no socket is ever created later,
+// elsewhere.
+func openSession() (*session, error) {
 	s := &session{}
 	c, err := nftables.New(nftables.AsLasting(), nftables.WithSockOptions(func(nc *netlink.Conn) (err error) {
 		s.sndbuf, err = growSendBuffer(nc)
 		return err
 	}))
 	if err != nil {
-		err = fmt.Errorf("open nftables netlink socket: %w", err)
-		done(err)
-		return err
+		return nil, fmt.Errorf("open nftables netlink socket: %w", err)
 	}
 	s.c = c
-	err = fn(s)
-	done(err)
-	_ = c.CloseLasting()
-	if s.raw != nil {
-		_ = s.raw.Close()
+	nc, err := netlink.Dial(unix.NETLINK_NETFILTER, nil)
+	if err != nil {
+		_ = c.CloseLasting()
+		return nil, fmt.Errorf("open netlink socket: %w", err)
 	}
-	return err
+	if s.rawSndbuf, err = growSendBuffer(nc); err != nil {
+		_ = c.CloseLasting()
+		_ = nc.Close()
+		return nil, fmt.Errorf("size netlink socket: %w", err)
+	}
+	s.raw = nc
+	return s, nil
 }
 
-// rawConn returns a plain netfilter netlink socket in the session's
-// namespace, for messages google/nftables cannot build.
-func (s *session) rawConn() (*netlink.Conn, error) {
-	if s.raw == nil {
-		nc, err := netlink.Dial(unix.NETLINK_NETFILTER, nil)
-		if err != nil {
-			return nil, fmt.Errorf("open netlink socket: %w", err)
-		}
-		if s.rawSndbuf, err = growSendBuffer(nc); err != nil {
-			_ = nc.Close()
-			return nil, fmt.Errorf("size netlink socket: %w", err)
-		}
-		s.raw = nc
-	}
-	return s.raw, nil
+// close closes the session's sockets.
+func (s *session) close() {
+	_ = s.c.CloseLasting()
+	_ = s.raw.Close()
 }
+
+// rawConn returns the session's plain netfilter netlink socket, for
+// messages google/nftables cannot build.
+func (s *session) rawConn() (*netlink.Conn, error) { return s.raw, nil }
 
 // rawBudget is the number of payload bytes one transaction on the raw
 // socket may carry: the kernel rejects a sendmsg larger than the send

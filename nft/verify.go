@@ -29,14 +29,9 @@ type snapshot struct {
 	elems  map[string][]nftables.SetElement
 }
 
-func readSnapshot(c *nftables.Conn) (*snapshot, error) {
-	tables, err := c.ListTablesOfFamily(nftables.TableFamilyINet)
-	if err != nil {
-		return nil, fmt.Errorf("list tables: %w", err)
-	}
-	if !slices.ContainsFunc(tables, func(t *nftables.Table) bool { return t.Name == TableName }) {
-		return nil, ErrNoTable
-	}
+// readSnapshot reads the table: its chains with their rules, its sets and
+// the elements of every set for which withElems returns true (nil: all).
+func readSnapshot(c *nftables.Conn, withElems func(*nftables.Set) bool) (*snapshot, error) {
 	tbl := table()
 	snap := &snapshot{rules: map[string][]*nftables.Rule{}, elems: map[string][]nftables.SetElement{}}
 	chains, err := c.ListChainsOfTableFamily(nftables.TableFamilyINet)
@@ -44,10 +39,22 @@ func readSnapshot(c *nftables.Conn) (*snapshot, error) {
 		return nil, fmt.Errorf("list chains: %w", err)
 	}
 	for _, ch := range chains {
-		if ch.Table.Name != TableName {
-			continue
+		if ch.Table.Name == TableName {
+			snap.chains = append(snap.chains, ch)
 		}
-		snap.chains = append(snap.chains, ch)
+	}
+	if len(snap.chains) == 0 {
+		// Only a table without chains (never ours) needs the extra dump to
+		// tell "no table" from "empty table".
+		tables, err := c.ListTablesOfFamily(nftables.TableFamilyINet)
+		if err != nil {
+			return nil, fmt.Errorf("list tables: %w", err)
+		}
+		if !slices.ContainsFunc(tables, func(t *nftables.Table) bool { return t.Name == TableName }) {
+			return nil, ErrNoTable
+		}
+	}
+	for _, ch := range snap.chains {
 		rs, err := c.GetRules(tbl, ch)
 		if err != nil {
 			return nil, fmt.Errorf("list rules of chain %s: %w", ch.Name, err)
@@ -59,6 +66,9 @@ func readSnapshot(c *nftables.Conn) (*snapshot, error) {
 		return nil, fmt.Errorf("list sets: %w", err)
 	}
 	for _, s := range snap.sets {
+		if withElems != nil && !withElems(s) {
+			continue
+		}
 		es, err := c.GetSetElements(s)
 		if err != nil {
 			return nil, fmt.Errorf("list elements of set %s: %w", s.Name, err)
@@ -100,7 +110,7 @@ func verify(s *session, r *Ruleset) error {
 		return errors.New("verify table: nil ruleset")
 	}
 	for attempt := 1; ; attempt++ {
-		snap, err := readSnapshot(s.c)
+		snap, err := readSnapshot(s.c, r.permanentSet)
 		if err != nil {
 			return fmt.Errorf("verify table: %w", err)
 		}
@@ -153,13 +163,14 @@ func diffSnapshot(r *Ruleset, snap *snapshot) (drift []string, onlyMissingHash b
 			add("chain %s: policy %s, want %s", want.name, gp, policyName(want.policy))
 		}
 		rules := snap.rules[want.name]
+		var canon canonBuf
 		for i := 0; i < max(len(rules), len(want.rules)); i++ {
 			switch {
 			case i >= len(rules):
 				add("chain %s rule %d missing: want %q", want.name, i+1, want.rules[i].text)
 			case i >= len(want.rules):
 				add("chain %s rule %d unexpected: %q", want.name, i+1, describe(rules[i].Exprs))
-			case canonExprs(rules[i].Exprs) != canonExprs(want.rules[i].exprs):
+			case !canon.equal(rules[i].Exprs, want.rules[i].exprs):
 				add("chain %s rule %d: got %q, want %q", want.name, i+1, describe(rules[i].Exprs), want.rules[i].text)
 			}
 		}
@@ -287,28 +298,58 @@ func sample(s []string) string {
 	return strings.Join(s, ", ")
 }
 
-// canonExprs renders expressions for structural comparison: handles,
-// counter values and set IDs are dropped.
-func canonExprs(es []expr.Any) string {
-	var b strings.Builder
+// permanentSet reports whether live set s is one whose elements the ruleset
+// fixes (so verification reads them): learned sets change with traffic and
+// are checked for shape only, and a set the ruleset lacks is drift by name.
+func (r *Ruleset) permanentSet(s *nftables.Set) bool {
+	i := slices.IndexFunc(r.sets, func(w setSpec) bool { return w.name == s.Name })
+	return i >= 0 && r.sets[i].kind != setTimeout
+}
+
+// canonBuf holds two reusable buffers for comparing expression lists.
+type canonBuf struct{ a, b []byte }
+
+// equal reports whether two expression lists are the same rule: handles,
+// counter values and set IDs are ignored.
+func (c *canonBuf) equal(got, want []expr.Any) bool {
+	if len(got) != len(want) {
+		return false
+	}
+	c.a = appendCanon(c.a[:0], got)
+	c.b = appendCanon(c.b[:0], want)
+	return string(c.a) == string(c.b)
+}
+
+// appendCanon appends the canonical form of es to b. Most expressions are
+// compared in their netlink encoding (what the kernel received), which is
+// ~10× cheaper to produce than formatted text; the few whose read-back
+// differs from what was sent by design are normalised first.
+func appendCanon(b []byte, es []expr.Any) []byte {
 	for _, e := range es {
 		switch x := e.(type) {
 		case *expr.Counter:
-			b.WriteString("counter;")
+			b = append(b, "counter;"...)
 		case *expr.Ct:
 			// google/nftables decodes NFTA_CT_DREG only: a ct set reads
 			// back as Register 0, so compare the direction of use instead.
 			set := x.SourceRegister || x.Register == 0
-			fmt.Fprintf(&b, "ct{key=%d dir=%d set=%v};", x.Key, x.Direction, set)
+			b = fmt.Appendf(b, "ct{key=%d dir=%d set=%v};", x.Key, x.Direction, set)
 		case *expr.Lookup:
-			fmt.Fprintf(&b, "lookup{%d %s %v %v %d};", x.SourceRegister, x.SetName, x.Invert, x.IsDestRegSet, x.DestRegister)
+			b = fmt.Appendf(b, "lookup{%d %s %v %v %d};", x.SourceRegister, x.SetName, x.Invert, x.IsDestRegSet, x.DestRegister)
 		case *expr.Dynset:
-			fmt.Fprintf(&b, "dynset{%d %d %s %d %s %v %d};", x.SrcRegKey, x.SrcRegData, x.SetName, x.Operation, x.Timeout, x.Invert, len(x.Exprs))
+			b = fmt.Appendf(b, "dynset{%d %d %s %d %s %v %d};", x.SrcRegKey, x.SrcRegData, x.SetName, x.Operation, x.Timeout, x.Invert, len(x.Exprs))
 		default:
-			fmt.Fprintf(&b, "%T%+v;", e, e)
+			data, err := expr.Marshal(byte(nftables.TableFamilyINet), e)
+			if err != nil {
+				b = fmt.Appendf(b, "%T%+v;", e, e)
+				continue
+			}
+			b = fmt.Appendf(b, "%T{", e)
+			b = append(b, data...)
+			b = append(b, "};"...)
 		}
 	}
-	return b.String()
+	return b
 }
 
 // describe decompiles a rule into nft-like text. It recognises the
@@ -521,7 +562,7 @@ func Inspect(ctx context.Context, t Target) (st *Status, err error) {
 }
 
 func inspect(s *session) (*Status, error) {
-	snap, err := readSnapshot(s.c)
+	snap, err := readSnapshot(s.c, nil)
 	if errors.Is(err, ErrNoTable) {
 		return &Status{Mode: ModeInactive}, nil
 	}
@@ -624,7 +665,7 @@ func List(ctx context.Context, t Target) (text string, err error) {
 }
 
 func list(s *session) (string, error) {
-	snap, err := readSnapshot(s.c)
+	snap, err := readSnapshot(s.c, nil)
 	if err != nil {
 		return "", fmt.Errorf("list table: %w", err)
 	}
