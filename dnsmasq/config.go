@@ -8,11 +8,9 @@ import (
 	"fmt"
 	"net/netip"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 )
 
@@ -69,12 +67,40 @@ type Config struct {
 	CacheSize int
 }
 
-var (
-	// Compiled on first use: package-level compiles run at every process start.
-	nftName  = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-z_][a-z0-9_]*$`) })
-	userName = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-z_][a-z0-9_-]*$`) })
-	dnsLabel = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-z0-9]([a-z0-9-]*[a-z0-9])?$`) })
-)
+// Character checks (loops rather than regular expressions, which would be compiled in every
+// hook run that renders a configuration).
+func isLower(c byte) bool { return c >= 'a' && c <= 'z' }
+func isDigit(c byte) bool { return c >= '0' && c <= '9' }
+
+// identifier reports whether s matches ^[a-z_][a-z0-9_<extra>]*$.
+func identifier(s string, extra byte) bool {
+	if s == "" || !isLower(s[0]) && s[0] != '_' {
+		return false
+	}
+	for i := 1; i < len(s); i++ {
+		c := s[i]
+		if !isLower(c) && !isDigit(c) && c != '_' && (extra == 0 || c != extra) {
+			return false
+		}
+	}
+	return true
+}
+
+func nftName(s string) bool  { return identifier(s, 0) }
+func userName(s string) bool { return identifier(s, '-') }
+
+// dnsLabel reports whether s matches ^[a-z0-9]([a-z0-9-]*[a-z0-9])?$.
+func dnsLabel(s string) bool {
+	if s == "" || s[0] == '-' || s[len(s)-1] == '-' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !isLower(c) && !isDigit(c) && c != '-' {
+			return false
+		}
+	}
+	return true
+}
 
 // ValidateName checks one allowed name as [Config.Names] requires. Besides
 // the DNS rules (labels of 1–63 letters, digits and inner hyphens, at most
@@ -95,7 +121,7 @@ func ValidateName(name string) error {
 		return fmt.Errorf("name %q: needs at least two labels", name)
 	}
 	for _, l := range labels {
-		if len(l) > 63 || !dnsLabel().MatchString(l) {
+		if len(l) > 63 || !dnsLabel(l) {
 			return fmt.Errorf("name %q: label %q: want 1-63 of [a-z0-9-], not starting or ending with '-'", name, l)
 		}
 	}
@@ -159,7 +185,7 @@ func (c Config) withDefaults() (Config, error) {
 		if *f.field == "" {
 			*f.field = f.def
 		}
-		if len(*f.field) > 64 || !nftName().MatchString(*f.field) {
+		if len(*f.field) > 64 || !nftName(*f.field) {
 			bad("%s name %q: want ^[a-z_][a-z0-9_]*$, at most 64 bytes", f.what, *f.field)
 		}
 	}
@@ -183,7 +209,7 @@ func (c Config) withDefaults() (Config, error) {
 	if c.User == "" {
 		c.User = DefaultUser
 	}
-	if len(c.User) > 32 || !userName().MatchString(c.User) {
+	if len(c.User) > 32 || !userName(c.User) {
 		bad("user %q: want ^[a-z_][a-z0-9_-]*$, at most 32 bytes", c.User)
 	}
 

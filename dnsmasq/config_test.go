@@ -314,3 +314,23 @@ func TestRenderTooManyNamesForMark(t *testing.T) {
 		t.Errorf("Render = %v, want an error about masks", err)
 	}
 }
+
+func TestIdentifiers(t *testing.T) {
+	tests := []struct {
+		s         string
+		nft, user bool
+	}{
+		{"terok_shield", true, true}, {"_x", true, true}, {"learned_v4", true, true},
+		{"nobody", true, true}, {"sys-user", false, true},
+		{"", false, false}, {"4set", false, false}, {"-x", false, false}, {"Set", false, false},
+		{"a b", false, false}, {"a;b", false, false}, {"a\nb", false, false},
+	}
+	for _, tt := range tests {
+		if got := nftName(tt.s); got != tt.nft {
+			t.Errorf("nftName(%q) = %v, want %v", tt.s, got, tt.nft)
+		}
+		if got := userName(tt.s); got != tt.user {
+			t.Errorf("userName(%q) = %v, want %v", tt.s, got, tt.user)
+		}
+	}
+}

@@ -13,10 +13,8 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
-	"sync"
 )
 
 //go:embed bundled/*.txt
@@ -92,13 +90,17 @@ func Parse(name string, r io.Reader) (*Profile, error) {
 	return p, nil
 }
 
-// nameRE is compiled on first use (not at every process start).
-var nameRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,63}$`) })
-
-// ValidateName checks a profile name.
+// ValidateName checks a profile name: 1-64 of lower-case letters, digits, '_' and '-',
+// starting with a letter or digit. (A loop: the equivalent regular expression took
+// ~0.2 ms to compile in every process that loads a profile.)
 func ValidateName(name string) error {
-	if !nameRE().MatchString(name) {
-		return fmt.Errorf("invalid profile name %q: must match %s", name, nameRE())
+	lowerOrDigit := func(c byte) bool { return c >= 'a' && c <= 'z' || c >= '0' && c <= '9' }
+	ok := len(name) >= 1 && len(name) <= 64 && lowerOrDigit(name[0])
+	for i := 1; ok && i < len(name); i++ {
+		ok = lowerOrDigit(name[i]) || name[i] == '_' || name[i] == '-'
+	}
+	if !ok {
+		return fmt.Errorf("invalid profile name %q: want 1-64 of a-z, 0-9, '_', '-', starting with a letter or digit", name)
 	}
 	return nil
 }

@@ -267,3 +267,20 @@ func TestLoadBudget(t *testing.T) {
 		t.Errorf("Load took %d ns/op, want under %d", per, limit)
 	}
 }
+
+func TestValidateName(t *testing.T) {
+	tests := []struct {
+		name string
+		ok   bool
+	}{
+		{"a", true}, {"dev-standard", true}, {"base_2", true}, {"9lives", true},
+		{strings.Repeat("a", 64), true}, {strings.Repeat("a", 65), false},
+		{"", false}, {"-a", false}, {"_a", false}, {"Dev", false}, {"a.b", false},
+		{"a/b", false}, {"../x", false}, {"a b", false}, {"a\x00", false}, {"ä", false},
+	}
+	for _, tt := range tests {
+		if err := ValidateName(tt.name); (err == nil) != tt.ok {
+			t.Errorf("ValidateName(%q) = %v, want ok %v", tt.name, err, tt.ok)
+		}
+	}
+}

@@ -13,10 +13,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -45,16 +43,23 @@ func checkFileName(name string) error {
 	return nil
 }
 
-// containerNameRE is compiled on first use: package-level compiles run at every process start,
-// and the shim's pass-through path must not pay for them.
-var containerNameRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,252}$`) })
-
-// ValidateName checks a container name (podman's rule).
+// ValidateName checks a container name (podman's rule, [a-zA-Z0-9][a-zA-Z0-9_.-]*, here
+// at most 253 bytes). A loop, not a regular expression: compiling the bounded repetition
+// cost ~0.65 ms, paid by every hook and control command.
 func ValidateName(name string) error {
-	if !containerNameRE().MatchString(name) {
-		return fmt.Errorf("invalid container name %q: must match %s", name, containerNameRE())
+	ok := len(name) >= 1 && len(name) <= 253 && isAlnum(name[0])
+	for i := 1; ok && i < len(name); i++ {
+		c := name[i]
+		ok = isAlnum(c) || c == '_' || c == '.' || c == '-'
+	}
+	if !ok {
+		return fmt.Errorf("invalid container name %q: want 1-253 of letters, digits, '_', '.', '-', starting with a letter or digit", name)
 	}
 	return nil
+}
+
+func isAlnum(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
 }
 
 // DefaultRoot returns the state root: $TEROK_SHIELD_STATE_DIR, else
