@@ -21,6 +21,7 @@ import (
 	"github.com/terok-ai/terok-shield/hook"
 	"github.com/terok-ai/terok-shield/internal/netnstest"
 	"github.com/terok-ai/terok-shield/internal/original"
+	"github.com/terok-ai/terok-shield/internal/testbin"
 	"github.com/terok-ai/terok-shield/profiles"
 	"github.com/terok-ai/terok-shield/state"
 )
@@ -51,13 +52,9 @@ func requireBench(b testing.TB) string {
 // buildBinary builds terok-shield into dir.
 func buildBinary(b testing.TB, dir string) string {
 	b.Helper()
-	goTool := "go"
-	if _, err := exec.LookPath(goTool); err != nil {
-		goTool = "/usr/local/go/bin/go"
-	}
 	out := filepath.Join(dir, "terok-shield")
-	if msg, err := exec.Command(goTool, "build", "-trimpath", "-o", out, "github.com/terok-ai/terok-shield/shim").CombinedOutput(); err != nil {
-		b.Fatalf("build terok-shield: %v: %s", err, msg)
+	if err := testbin.Build(out, "github.com/terok-ai/terok-shield/shim"); err != nil {
+		b.Fatal(err)
 	}
 	return out
 }
@@ -153,8 +150,10 @@ func defaultProfile(b testing.TB) *profiles.Set {
 }
 
 // prepareOurs writes a state bundle as the shim does for `podman run --shield` with the
-// default profile and resolver tier, and returns its directory.
-func prepareOurs(b testing.TB, root, tier string, set *profiles.Set) string {
+// default profile and resolver tier, and returns its directory. On the dnsmasq tier it
+// records dnsmasqBin as the resolver binary the shim checked (empty: none recorded, the hook
+// then looks for one itself).
+func prepareOurs(b testing.TB, root, tier, dnsmasqBin string, set *profiles.Set) string {
 	b.Helper()
 	r, err := state.OpenRoot(root)
 	if err != nil {
@@ -172,6 +171,9 @@ func prepareOurs(b testing.TB, root, tier string, set *profiles.Set) string {
 		d.Mode = state.ModeUp
 		d.Resolver = state.Resolver{Tier: tier, Upstreams: []netip.Addr{netip.MustParseAddr("192.0.2.53")},
 			LearnedTTL: state.Duration(time.Hour)}
+		if tier == state.TierDnsmasq {
+			d.Resolver.Binary = dnsmasqBin
+		}
 		return nil
 	})
 	if err != nil {
@@ -277,7 +279,7 @@ func BenchmarkHookCreateRuntime(b *testing.B) {
 		if !resolves {
 			ourTier = state.TierStatic
 		}
-		ours := prepareOurs(b, filepath.Join(tmp, "state"), ourTier, set)
+		ours := prepareOurs(b, filepath.Join(tmp, "state"), ourTier, dnsmasqBin, set)
 		origDir := filepath.Join(tmp, "original-"+tier)
 		prepareOriginal(b, origDir, resolves, set)
 		mechs := []mechanism{

@@ -71,7 +71,7 @@ func newFixture(t *testing.T, stateRoot, tier string) *hookFixture {
 		t.Fatal(err)
 	}
 	writeOCIBundle(t, f.oci)
-	f.bundle = prepareOurs(t, stateRoot, tier, defaultProfile(t))
+	f.bundle = prepareOurs(t, stateRoot, tier, "", defaultProfile(t))
 	f.init = startInit(t)
 	t.Cleanup(f.init.stop)
 	f.pid = f.init.pid()

@@ -45,18 +45,38 @@ func readState(r io.Reader) (*specs.State, error) {
 	return &st, nil
 }
 
-// readSpec reads the container's config.json from its OCI bundle.
+// checkedConfig is the part of config.json that checkSpec reads. Decoding into the full
+// runtime-spec type builds its decoder by reflection over dozens of types, ~0.6 ms in a fresh
+// process (every hook run); this subset costs a tenth of that.
+type checkedConfig struct {
+	Process *struct {
+		Capabilities *specs.LinuxCapabilities `json:"capabilities,omitempty"`
+	} `json:"process,omitempty"`
+	Linux *struct {
+		Namespaces []specs.LinuxNamespace `json:"namespaces,omitempty"`
+	} `json:"linux,omitempty"`
+}
+
+// readSpec reads the container's config.json from its OCI bundle. Only the fields checkSpec
+// reads are filled in.
 func readSpec(bundle string) (*specs.Spec, error) {
 	f, err := os.Open(filepath.Join(bundle, "config.json"))
 	if err != nil {
 		return nil, fmt.Errorf("open container config: %w", err)
 	}
 	defer f.Close()
-	var spec specs.Spec
-	if err := json.NewDecoder(io.LimitReader(f, 64<<20)).Decode(&spec); err != nil {
+	var c checkedConfig
+	if err := json.NewDecoder(io.LimitReader(f, 64<<20)).Decode(&c); err != nil {
 		return nil, fmt.Errorf("decode container config: %w", err)
 	}
-	return &spec, nil
+	spec := &specs.Spec{}
+	if c.Process != nil {
+		spec.Process = &specs.Process{Capabilities: c.Process.Capabilities}
+	}
+	if c.Linux != nil {
+		spec.Linux = &specs.Linux{Namespaces: c.Linux.Namespaces}
+	}
+	return spec, nil
 }
 
 // shieldBundlePath extracts and validates the state bundle path from the annotations.

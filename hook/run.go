@@ -74,7 +74,7 @@ func Run(ctx context.Context, stage string, env Env) error {
 	return fmt.Errorf("unknown hook stage %q (want %s or %s)", stage, StageCreateRuntime, StagePoststop)
 }
 
-func createRuntime(ctx context.Context, log *slog.Logger, id string, pid int, ociBundle, dir, dnsmasqBin string) error {
+func createRuntime(ctx context.Context, log *slog.Logger, id string, pid int, ociBundle, dir, dnsmasqBin string) (err error) {
 	spec, err := readSpec(ociBundle)
 	if err != nil {
 		return err
@@ -115,20 +115,39 @@ func createRuntime(ctx context.Context, log *slog.Logger, id string, pid int, oc
 	if err != nil {
 		return fmt.Errorf("build ruleset: %w", err)
 	}
-	target := nft.Target{NetNSPath: netns}
-	if err := nft.Apply(ctx, target, rs); err != nil {
-		return fmt.Errorf("apply ruleset: %w", err)
+	// The resolver starts while the table is applied: dnsmasq's own start-up
+	// (~5 ms) overlaps the firewall's. Nothing can query it before the hook
+	// returns (the workload has not started), and it adds to the learned sets
+	// only when answering a query.
+	var resolver chan error
+	if data.Resolver.Tier == state.TierDnsmasq && data.Mode != state.ModeBlock {
+		in, err := prepareResolver(b, data, policy, dnsmasqBin)
+		if err != nil {
+			return err
+		}
+		resolver = make(chan error, 1)
+		go func() {
+			if _, err := dnsmasq.Start(ctx, netns, in); err != nil {
+				resolver <- fmt.Errorf("start resolver: %w", err)
+				return
+			}
+			resolver <- nil
+		}()
+		defer func() {
+			if err != nil {
+				_ = dnsmasq.Stop(in) // the container will not run: no resolver left behind
+			}
+		}()
 	}
-	if err := nft.Verify(ctx, target, rs); err != nil {
-		return fmt.Errorf("verify ruleset: %w", err)
+	err = nft.ApplyVerified(ctx, nft.Target{NetNSPath: netns}, rs)
+	if resolver != nil {
+		err = errors.Join(err, <-resolver)
+	}
+	if err != nil {
+		return err
 	}
 	log.Info("ruleset applied and verified", "mode", policy.Mode.String(), "allow", len(policy.Allow), "deny", len(policy.Deny))
 
-	if data.Resolver.Tier == state.TierDnsmasq && data.Mode != state.ModeBlock {
-		if err := startResolver(ctx, b, data, policy, netns, dnsmasqBin); err != nil {
-			return err
-		}
-	}
 	// The setup is recorded before anything lets the container run (its identity in the bundle,
 	// the gate proof): a start the audit log cannot record is refused (fail closed).
 	ev := audit.Event{
@@ -255,20 +274,18 @@ func recordedBinaryOK(p string) bool {
 	return err == nil && fi.Mode().IsRegular() && fi.Mode().Perm()&0o111 != 0
 }
 
-func startResolver(ctx context.Context, b *state.Bundle, d *state.Data, policy nft.Policy, netns, bin string) error {
+// prepareResolver writes the resolver's configuration into the bundle and stops a resolver
+// left over from an earlier start of this container.
+func prepareResolver(b *state.Bundle, d *state.Data, policy nft.Policy, bin string) (dnsmasq.Instance, error) {
 	in, conf, err := Resolver(b.Dir(), d, policy, bin)
 	if err != nil {
-		return err
+		return in, err
 	}
 	if err := b.WriteFile(state.FileDnsmasqConf, conf, 0o600); err != nil {
-		return fmt.Errorf("write resolver config: %w", err)
+		return in, fmt.Errorf("write resolver config: %w", err)
 	}
-	// A resolver left over from an earlier start of this container is stopped first.
 	_ = dnsmasq.Stop(in)
-	if _, err := dnsmasq.Start(ctx, netns, in); err != nil {
-		return fmt.Errorf("start resolver: %w", err)
-	}
-	return nil
+	return in, nil
 }
 
 func poststop(log *slog.Logger, dir, id string) error {
