@@ -5,7 +5,6 @@ package control
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"os"
 	"os/exec"
 	"os/user"
@@ -15,6 +14,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/terok-ai/terok-shield/internal/testbin"
 	"github.com/terok-ai/terok-shield/state"
 )
 
@@ -38,10 +38,7 @@ func shieldBinary(t testing.TB) string {
 		if buildErr = os.Chmod(buildDir, 0o755); buildErr != nil {
 			return
 		}
-		out, err := exec.Command("go", "build", "-o", filepath.Join(buildDir, "terok-shield"), "../shim").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build: %v: %s", err, out)
-		}
+		buildErr = testbin.Build(filepath.Join(buildDir, "terok-shield"), "../shim")
 	})
 	if buildErr != nil {
 		t.Fatal(buildErr)

@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/terok-ai/terok-shield/internal/probe"
+	"github.com/terok-ai/terok-shield/internal/testbin"
 	"github.com/terok-ai/terok-shield/internal/testnet"
 )
 
@@ -136,11 +137,11 @@ func (h *Harness) init() error {
 		return fmt.Errorf("work dir: %w", err)
 	}
 	h.ProbeBin = filepath.Join(h.Dir, "probe")
-	if err := buildStatic(h.ProbeBin, "github.com/terok-ai/terok-shield/internal/probe/cmd/probe"); err != nil {
+	if err := testbin.Build(h.ProbeBin, "github.com/terok-ai/terok-shield/internal/probe/cmd/probe"); err != nil {
 		return err
 	}
 	sleeper := filepath.Join(h.Dir, "sleeper")
-	if err := buildStatic(sleeper, "github.com/terok-ai/terok-shield/integration/internal/sleeper"); err != nil {
+	if err := testbin.Build(sleeper, "github.com/terok-ai/terok-shield/integration/internal/sleeper"); err != nil {
 		return err
 	}
 	tarball, err := probeImageTar(h.ProbeBin, sleeper)
@@ -175,24 +176,6 @@ func containersConf(m Mode) string {
 		c += "cgroup_manager = \"cgroupfs\"\n"
 	}
 	return c
-}
-
-// goTool finds the go command (PATH, then /usr/local/go/bin).
-func goTool() string {
-	if p, err := exec.LookPath("go"); err == nil {
-		return p
-	}
-	return "/usr/local/go/bin/go"
-}
-
-// buildStatic builds package pkg of this module as a static binary (CGO off) at out.
-func buildStatic(out, pkg string) error {
-	cmd := exec.Command(goTool(), "build", "-trimpath", "-o", out, pkg)
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("build %s: %w: %s", pkg, err, b)
-	}
-	return nil
 }
 
 // probeImageTar returns a deterministic rootfs tarball holding /bin/probe, /bin/sleeper (a

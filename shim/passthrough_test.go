@@ -14,6 +14,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/terok-ai/terok-shield/internal/testbin"
 )
 
 var buildOnce = sync.OnceValues(func() (string, error) {
@@ -22,13 +24,7 @@ var buildOnce = sync.OnceValues(func() (string, error) {
 		return "", err
 	}
 	bin := filepath.Join(dir, "terok-shield")
-	cmd := exec.Command("go", "build", "-o", bin, ".")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0") // as shipped: static
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		return "", errors.New(string(out))
-	}
-	return bin, nil
+	return bin, testbin.Build(bin, ".")
 })
 
 // shimEnv builds a PATH with the shim (as podman) first and a fake real podman after it.
