@@ -334,3 +334,43 @@ func TestIdentifiers(t *testing.T) {
 		}
 	}
 }
+
+func TestFindCached(t *testing.T) {
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "dnsmasq")
+	runs := filepath.Join(dir, "runs")
+	write := func(options string) {
+		t.Helper()
+		script := "#!/bin/sh\necho x >> " + runs + "\necho 'Dnsmasq version 2.90'\necho 'Compile time options: " + options + "'\n"
+		// A new file each time, as a package upgrade installs one (new inode).
+		if err := os.WriteFile(bin+".new", []byte(script), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(bin+".new", bin); err != nil {
+			t.Fatal(err)
+		}
+	}
+	checks := func() int {
+		b, _ := os.ReadFile(runs)
+		return strings.Count(string(b), "x")
+	}
+	t.Setenv("PATH", dir)
+	cache := filepath.Join(dir, "cache")
+	write("IPv6 conntrack nftset")
+	for i := range 3 {
+		got, err := FindCached(cache)
+		if err != nil || got != bin {
+			t.Fatalf("FindCached #%d = %q, %v; want %s", i+1, got, err, bin)
+		}
+	}
+	if n := checks(); n != 1 {
+		t.Errorf("the feature check ran %d times for three lookups, want 1", n)
+	}
+	write("IPv6 conntrack no-nftset")
+	if got, _ := FindCached(cache); got == bin {
+		t.Errorf("FindCached returned %s after it was replaced by a build without nftset", bin)
+	}
+	if n := checks(); n != 2 {
+		t.Errorf("the replaced binary was checked %d times in all, want 2", n)
+	}
+}

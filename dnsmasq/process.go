@@ -51,7 +51,44 @@ const (
 // Find returns the absolute path of a dnsmasq executable (PATH first, then
 // /usr/sbin and /sbin) whose `--version` lists the nftset and conntrack
 // compile options.
-func Find() (string, error) {
+func Find() (string, error) { return find(checkFeatures) }
+
+// FindCached is Find with the outcome of the feature check remembered in
+// cacheFile, keyed by the executable's path, device, inode, size and change
+// time: `dnsmasq --version` costs ~3 ms, which every shielded run would pay
+// otherwise. An unreadable or unwritable cache costs only the check.
+func FindCached(cacheFile string) (string, error) {
+	return find(func(bin string) error {
+		key, err := fileKey(bin)
+		if err != nil {
+			return err
+		}
+		if b, err := os.ReadFile(cacheFile); err == nil && string(b) == key+"\n" {
+			return nil
+		}
+		if err := checkFeatures(bin); err != nil {
+			return err
+		}
+		tmp := cacheFile + ".tmp-" + strconv.Itoa(os.Getpid())
+		if os.WriteFile(tmp, []byte(key+"\n"), 0o600) == nil {
+			_ = os.Rename(tmp, cacheFile) // a cache: losing it costs one more check
+		}
+		_ = os.Remove(tmp)
+		return nil
+	})
+}
+
+// fileKey identifies the content of the executable at path without reading
+// it: a replaced or rewritten file gets a new inode or change time.
+func fileKey(path string) (string, error) {
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return "", fmt.Errorf("stat %s: %w", path, err)
+	}
+	return fmt.Sprintf("%s\t%d:%d\t%d\t%d.%09d", path, st.Dev, st.Ino, st.Size, st.Ctim.Sec, st.Ctim.Nsec), nil
+}
+
+func find(check func(bin string) error) (string, error) {
 	var candidates []string
 	if p, err := exec.LookPath("dnsmasq"); err == nil {
 		candidates = append(candidates, p)
@@ -64,7 +101,7 @@ func Find() (string, error) {
 			errs = append(errs, err)
 			continue
 		}
-		if err := checkFeatures(abs); err != nil {
+		if err := check(abs); err != nil {
 			errs = append(errs, err)
 			continue
 		}

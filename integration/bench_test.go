@@ -4,7 +4,10 @@ package integration
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -75,4 +78,86 @@ func median(ds []time.Duration) time.Duration {
 	}
 	slices.Sort(ds)
 	return ds[len(ds)/2]
+}
+
+// BenchmarkLiveAllow adds one address to a running rootless shielded container, as its
+// owner, process start to exit, alternating the two mechanisms per iteration: "ours" is
+// `podman shield allow NAME IP` through the shim; "original" is the original tool's mechanism
+// (original-tool.md §3.5: `podman inspect --format {{.State.Pid}} NAME`, then `podman unshare
+// nsenter -t PID -n nft add element …`), without its Python CLI's own start. Both medians and
+// their ratio are reported.
+//
+//	go test -run '^$' -bench BenchmarkLiveAllow -benchtime 50x ./integration
+func BenchmarkLiveAllow(b *testing.B) {
+	Require(b)
+	if err := harness.Init(); err != nil {
+		b.Fatalf("harness: %v", err)
+	}
+	n := testnet.Start(b)
+	sp, err := NewShieldedPodman(harness, n, Rootless)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		if err := sp.Close(); err != nil {
+			b.Errorf("cleanup: %v", err)
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	if err := sp.WriteProfile("bench", testnet.BenchV4); err != nil {
+		b.Fatal(err)
+	}
+	name := sp.Name("bench-allow")
+	if err := sp.StartShielded(ctx, name, "bench"); err != nil {
+		b.Fatal(err)
+	}
+	timed := func(p *Podman, args ...string) (time.Duration, RunResult) {
+		start := time.Now()
+		r, err := p.Run(ctx, args...)
+		if err := mustExit(r, err, 0); err != nil {
+			b.Fatal(err)
+		}
+		return time.Since(start), r
+	}
+	addr := func(i, half int) string { return fmt.Sprintf("198.18.%d.%d", i/250, 2*(i%250)+half) }
+	var ours, orig []time.Duration
+	i := 0
+	for b.Loop() {
+		d, _ := timed(&sp.Podman, "shield", "allow", name, addr(i, 0))
+		ours = append(ours, d)
+		start := time.Now()
+		_, r := timed(sp.Real, "inspect", "--format", "{{.State.Pid}}", name)
+		pid := strings.TrimSpace(r.Stdout)
+		timed(sp.Real, "unshare", "nsenter", "-t", pid, "-n", "/usr/sbin/nft", "add", "element", "inet", "terok_shield", "allow_v4", "{ "+addr(i, 1)+" }")
+		orig = append(orig, time.Since(start))
+		i++
+	}
+	b.StopTimer()
+	mo, mr := median(ours), median(orig)
+	b.ReportMetric(float64(mo.Microseconds())/1000, "ours-ms")
+	b.ReportMetric(float64(mr.Microseconds())/1000, "original-ms")
+	b.ReportMetric(float64(mr)/float64(mo), "original/ours")
+	_, r := timed(&sp.Podman, "shield", "rules", name, "--output", "json")
+	var st struct {
+		Sets []struct {
+			Name     string
+			Elements []string
+		}
+	}
+	if err := json.Unmarshal([]byte(r.Stdout), &st); err != nil {
+		b.Fatalf("rules --output json: %v\n%s", err, r.Stdout)
+	}
+	// Ours keeps the set equal to the bundle, so the original's additions made behind its
+	// back are gone again after the next allow; every address ours allowed must be there.
+	for _, s := range st.Sets {
+		if s.Name != "allow_v4" {
+			continue
+		}
+		for k := range i {
+			if !slices.Contains(s.Elements, addr(k, 0)) {
+				b.Fatalf("allow_v4 lacks %s after %d allows: %v", addr(k, 0), i, s.Elements)
+			}
+		}
+	}
 }

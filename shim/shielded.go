@@ -60,7 +60,9 @@ func prepareShielded(inv *argparse.Invocation, dec inject.Decision, cfg *config.
 	if err != nil {
 		return nil, fmt.Errorf("terok-shield: %w", err)
 	}
-	tier, dnsmasqBin, err := chooseTier(cfg.Resolver.Tier, dnsmasq.Find)
+	// The resolver's feature check (`dnsmasq --version`, ~3 ms) is cached next to the state.
+	findResolver := func() (string, error) { return dnsmasq.FindCached(filepath.Join(rootDir, "dnsmasq-check")) }
+	tier, dnsmasqBin, err := chooseTier(cfg.Resolver.Tier, findResolver)
 	if err != nil {
 		return nil, err
 	}
