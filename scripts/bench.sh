@@ -13,7 +13,7 @@ run() { echo "== go test $*" >&2; go test -run '^$' "$@" 2>&1 | tee -a "$out" >/
 run -bench 'BenchmarkPassThrough' -benchtime 200x ./shim
 run -bench 'BenchmarkParse' ./argparse
 run -bench 'BenchmarkLoad' -benchtime 20x ./profiles
-run -bench 'BenchmarkApply|BenchmarkElement100k' -benchtime "${BENCHTIME:-20x}" ./nft
+run -bench 'BenchmarkApply|BenchmarkElement100k|BenchmarkVerify' -benchtime "${BENCHTIME:-20x}" ./nft
 run -bench 'BenchmarkConnectRate/interleaved' -benchtime 1x ./nft
 run -bench 'BenchmarkResolver' -benchtime "${BENCHTIME_DNS:-2000x}" ./dnsmasq
 for pkg in ./control ./hook ./integration; do
