@@ -172,6 +172,9 @@ func (c Config) withDefaults() (Config, error) {
 			bad("listen address %v: want a loopback address", a)
 		}
 	}
+	if !slices.Contains(c.Listen, ReadyAddr.Addr()) {
+		bad("listen addresses %v: want %v among them (readiness is checked there)", c.Listen, ReadyAddr.Addr())
+	}
 
 	if c.Mark == 0 {
 		bad("mark is zero (dnsmasq does not filter unmarked queries)")
@@ -267,6 +270,9 @@ func Render(c Config) ([]byte, error) {
 		add("listen-address=%s", a)
 	}
 	add("port=53")
+	// In the foreground, the process started is the resolver itself: its pid is known at once
+	// (no daemonising fork to wait for), and readiness is checked separately (WaitReady).
+	add("keep-in-foreground")
 	add("user=%s", c.User)
 	add("pid-file=%s", c.PIDFile)
 	add("cache-size=%d", c.CacheSize)

@@ -217,6 +217,7 @@ func (tp *topology) instance(name string) Instance {
 		Binary:   tp.bin,
 		ConfFile: filepath.Join(tp.dir, name+".conf"),
 		PIDFile:  filepath.Join(tp.dir, name+".pid"),
+		ErrFile:  filepath.Join(tp.dir, name+".err"),
 	}
 }
 
@@ -660,5 +661,52 @@ func TestAllowlistAcrossLines(t *testing.T) {
 		if got := dns.RcodeToString[r.Rcode]; got != tc.rcode {
 			t.Errorf("%s: %s, want %s", tc.qname, got, tc.rcode)
 		}
+	}
+}
+
+// TestLaunchThenStop is the hook's case: Launch returns without waiting for the resolver, and a
+// Stop that follows at once (a container stopped while it starts) still finds and ends it.
+func TestLaunchThenStop(t *testing.T) {
+	tp := newTopology(t)
+	in := tp.write(t, "main", baseConfig(tp))
+	p, err := Launch(tp.ctr.Path, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid := p.Pid
+	if got, err := readPID(in.PIDFile); err != nil || got != pid {
+		t.Fatalf("pid file right after Launch = %d, %v; want %d", got, err, pid)
+	}
+	if err := Stop(in); err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
+	if alive(pid) {
+		t.Errorf("dnsmasq %d still runs after Stop", pid)
+	}
+	// And launched again, it becomes ready.
+	if p, err = Launch(tp.ctr.Path, in); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), ReadyTimeout)
+	defer cancel()
+	if err := WaitReady(ctx, tp.ctr.Path, in, p.Pid); err != nil {
+		t.Fatalf("WaitReady: %v", err)
+	}
+	if _, err := tp.query(lo4, "udp", "allowed.test", dns.TypeA); err != nil {
+		t.Errorf("query after WaitReady: %v", err)
+	}
+	if err := p.Ended(in); err != nil {
+		t.Errorf("Ended of a running resolver: %v", err)
+	}
+	if err := Stop(in); err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
+	// The launching process notices the end (it reaps its child).
+	deadline := time.Now().Add(5 * time.Second)
+	for p.Ended(in) == nil && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if p.Ended(in) == nil {
+		t.Error("Ended still nil after Stop")
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +17,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -29,13 +31,28 @@ type Instance struct {
 	Binary   string // absolute path of the dnsmasq executable
 	ConfFile string // absolute path of the rendered configuration
 	PIDFile  string // absolute path; must equal the configuration's pid-file
+	// ErrFile receives dnsmasq's standard output and error, where it reports why it could not
+	// start (absolute path; empty: discarded).
+	ErrFile string
 }
+
+// ReadyAddr is where a started resolver is checked for readiness: the first of the default
+// listen addresses, which every configuration includes.
+var ReadyAddr = netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), 53)
+
+// ReadyTimeout bounds Start's wait for a launched resolver to listen.
+const ReadyTimeout = 10 * time.Second
 
 func (in Instance) argv() []string { return []string{in.Binary, "--conf-file=" + in.ConfFile} }
 
 func (in Instance) check() error {
 	for _, p := range []string{in.Binary, in.ConfFile, in.PIDFile} {
 		if err := checkPath(p); err != nil {
+			return fmt.Errorf("dnsmasq instance: %w", err)
+		}
+	}
+	if in.ErrFile != "" {
+		if err := checkPath(in.ErrFile); err != nil {
 			return fmt.Errorf("dnsmasq instance: %w", err)
 		}
 	}
@@ -153,73 +170,213 @@ func Running(in Instance) (int, error) {
 }
 
 // Start runs dnsmasq for in inside the network namespace at netnsPath (the
-// mount and pid namespaces stay the caller's) and returns the pid of the
-// daemon. dnsmasq daemonises and reports start-up errors before its first
-// process exits, so when Start returns without error the resolver is
-// listening. An error carries dnsmasq's own message. If the instance already
-// runs, Start returns its pid and changes nothing; use [Restart] to apply a
-// new configuration.
+// mount and pid namespaces stay the caller's) and returns its pid once it
+// listens ([Launch], then [WaitReady] for up to [ReadyTimeout]). An error
+// carries dnsmasq's own message. If the instance already runs, Start returns
+// its pid and changes nothing; use [Restart] to apply a new configuration.
 func Start(ctx context.Context, netnsPath string, in Instance) (int, error) {
-	if err := in.check(); err != nil {
-		return 0, err
-	}
-	if pid, err := Running(in); err != nil || pid != 0 {
-		return pid, err
-	}
-	if err := os.Remove(in.PIDFile); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return 0, fmt.Errorf("remove stale pid file: %w", err)
-	}
-	if err := runInNetns(ctx, netnsPath, in.argv()); err != nil {
-		return 0, err
-	}
-	pid, err := readPID(in.PIDFile)
+	p, err := Launch(netnsPath, in)
 	if err != nil {
 		return 0, err
 	}
-	if pid == 0 {
-		return 0, fmt.Errorf("dnsmasq started but wrote no pid file %s", in.PIDFile)
+	ctx, cancel := context.WithTimeout(ctx, ReadyTimeout)
+	defer cancel()
+	if err := WaitReady(ctx, netnsPath, in, p.Pid); err != nil {
+		_ = Stop(in)
+		return 0, err
 	}
-	if ok, err := isInstance(pid, in); err != nil || !ok {
-		return 0, fmt.Errorf("dnsmasq pid file %s names pid %d, which is not the instance just started (%v)", in.PIDFile, pid, err)
-	}
-	return pid, nil
+	return p.Pid, nil
 }
 
-// runInNetns runs argv to completion on a locked OS thread that has joined
-// the network namespace at netnsPath, so the child is forked into it. The
-// thread is never unlocked: the runtime discards it when the goroutine ends.
-func runInNetns(ctx context.Context, netnsPath string, argv []string) error {
+// Process is a resolver as Launch left it.
+type Process struct {
+	Pid   int
+	ended chan struct{} // closed when the process this caller started has ended
+	state *os.ProcessState
+}
+
+// Ended returns an error (with dnsmasq's own message from in.ErrFile) if the process this
+// caller launched has already ended; it does not wait. A resolver that was found running is
+// not this caller's child and is not tracked.
+func (p *Process) Ended(in Instance) error {
+	if p.ended == nil {
+		return nil
+	}
+	select {
+	case <-p.ended:
+		return fmt.Errorf("dnsmasq %d ended at start-up (%v)%s", p.Pid, p.state, errorOutput(in))
+	default:
+		return nil
+	}
+}
+
+// Launch starts dnsmasq for in inside the network namespace at netnsPath and
+// returns its pid without waiting for it to listen: the configuration keeps
+// dnsmasq in the foreground, so the process started is the resolver itself.
+// It runs in a session of its own, with its output in in.ErrFile, and the
+// pid file is written at once (dnsmasq rewrites the same pid later), so a
+// Stop right after Launch finds it. If the instance already runs, Launch
+// returns its pid and changes nothing.
+func Launch(netnsPath string, in Instance) (*Process, error) {
+	if err := in.check(); err != nil {
+		return nil, err
+	}
+	if pid, err := Running(in); err != nil || pid != 0 {
+		if err != nil {
+			return nil, err
+		}
+		return &Process{Pid: pid}, nil
+	}
+	if err := os.Remove(in.PIDFile); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("remove stale pid file: %w", err)
+	}
+	out, err := openOutput(in.ErrFile)
+	if err != nil {
+		return nil, err
+	}
+	defer out.Close()
 	nsfd, err := unix.Open(netnsPath, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return fmt.Errorf("open netns %s: %w", netnsPath, err)
+		return nil, fmt.Errorf("open netns %s: %w", netnsPath, err)
 	}
 	defer unix.Close(nsfd)
-	// dnsmasq's output goes to a memory file, not a pipe: the daemon inherits
-	// its stdio, and a pipe would keep exec.Cmd.Wait waiting for EOF.
-	mfd, err := unix.MemfdCreate("dnsmasq-output", unix.MFD_CLOEXEC)
-	if err != nil {
-		return fmt.Errorf("memfd_create: %w", err)
+	type result struct {
+		proc *os.Process
+		err  error
 	}
-	out := os.NewFile(uintptr(mfd), "dnsmasq-output")
-	defer out.Close()
-
-	errc := make(chan error, 1)
+	ch := make(chan result, 1)
 	go func() {
-		runtime.LockOSThread() // never unlocked, see above
+		runtime.LockOSThread() // never unlocked: the runtime discards the thread
 		if err := unix.Setns(nsfd, unix.CLONE_NEWNET); err != nil {
-			errc <- fmt.Errorf("setns %s: %w", netnsPath, err)
+			ch <- result{err: fmt.Errorf("setns %s: %w", netnsPath, err)}
 			return
 		}
-		cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+		argv := in.argv()
+		cmd := exec.Command(argv[0], argv[1:]...)
 		cmd.Env = []string{}
 		cmd.Stdout, cmd.Stderr = out, out
-		errc <- cmd.Run()
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+		if err := cmd.Start(); err != nil {
+			ch <- result{err: fmt.Errorf("start dnsmasq in %s: %w", netnsPath, err)}
+			return
+		}
+		ch <- result{proc: cmd.Process}
 	}()
-	if err := <-errc; err != nil {
-		msg, _ := io.ReadAll(io.NewSectionReader(out, 0, 4096))
-		return fmt.Errorf("dnsmasq failed to start in %s: %w: %s", netnsPath, err, bytes.TrimSpace(msg))
+	r := <-ch
+	if r.err != nil {
+		return nil, r.err
 	}
-	return nil
+	p := &Process{Pid: r.proc.Pid, ended: make(chan struct{})}
+	// Reap the resolver when it ends, should this process outlive it (a long-running caller);
+	// a short-lived one leaves it to be reparented.
+	go func() {
+		p.state, _ = r.proc.Wait()
+		close(p.ended)
+	}()
+	if err := os.WriteFile(in.PIDFile, []byte(strconv.Itoa(p.Pid)+"\n"), 0o644); err != nil {
+		_ = r.proc.Kill()
+		return nil, fmt.Errorf("write pid file: %w", err)
+	}
+	return p, nil
+}
+
+// openOutput opens the file dnsmasq's output goes to (truncated), or
+// /dev/null for an empty path.
+func openOutput(path string) (*os.File, error) {
+	if path == "" {
+		return os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open resolver output: %w", err)
+	}
+	return f, nil
+}
+
+// WaitReady waits until the resolver started as pid listens on [ReadyAddr]
+// inside the network namespace at netnsPath: a listening TCP socket on that
+// address that is one of pid's own file descriptors (another process's
+// listener does not count). It fails at once if the process ends first, with
+// dnsmasq's own message from in.ErrFile, and when ctx ends.
+func WaitReady(ctx context.Context, netnsPath string, in Instance, pid int) error {
+	pidfd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return fmt.Errorf("dnsmasq %d: %w%s", pid, err, errorOutput(in))
+	}
+	defer unix.Close(pidfd)
+	delay := 100 * time.Microsecond
+	for {
+		if listens(pid) {
+			return nil
+		}
+		if exited(pidfd) {
+			return fmt.Errorf("dnsmasq %d exited before it listened on %s%s", pid, ReadyAddr, errorOutput(in))
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("dnsmasq %d does not listen on %s in %s: %w%s", pid, ReadyAddr, netnsPath, ctx.Err(), errorOutput(in))
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, 10*time.Millisecond)
+	}
+}
+
+// listens reports whether process pid holds a TCP socket listening on ReadyAddr. It reads the
+// TCP table of pid's own network namespace (/proc/PID/net/tcp) and pid's descriptors.
+func listens(pid int) bool {
+	proc := "/proc/" + strconv.Itoa(pid)
+	tcp, err := os.ReadFile(proc + "/net/tcp")
+	if err != nil {
+		return false
+	}
+	a4 := ReadyAddr.Addr().As4()
+	// /proc/net/tcp prints the address as the hex of its in-memory (network order) bytes read
+	// as a host-order (little-endian here) integer: 127.0.0.1:53 is "0100007F:0035".
+	local := fmt.Sprintf("%02X%02X%02X%02X:%04X", a4[3], a4[2], a4[1], a4[0], ReadyAddr.Port())
+	var inodes []string
+	for line := range strings.Lines(string(tcp)) {
+		f := strings.Fields(line)
+		if len(f) > 9 && f[1] == local && f[3] == "0A" { // 0A: LISTEN
+			inodes = append(inodes, "socket:["+f[9]+"]")
+		}
+	}
+	if len(inodes) == 0 {
+		return false
+	}
+	fds, err := os.ReadDir(proc + "/fd")
+	if err != nil {
+		return false
+	}
+	for _, fd := range fds {
+		if link, err := os.Readlink(proc + "/fd/" + fd.Name()); err == nil && slices.Contains(inodes, link) {
+			return true
+		}
+	}
+	return false
+}
+
+// exited reports, without waiting, whether the process behind pidfd has ended.
+func exited(pidfd int) bool {
+	fds := []unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}}
+	n, err := unix.Poll(fds, 0)
+	return err == nil && n > 0
+}
+
+// errorOutput returns dnsmasq's recorded output as an error suffix.
+func errorOutput(in Instance) string {
+	if in.ErrFile == "" {
+		return ""
+	}
+	f, err := os.Open(in.ErrFile)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	b, _ := io.ReadAll(io.LimitReader(f, 4096))
+	if msg := bytes.TrimSpace(b); len(msg) > 0 {
+		return ": " + string(msg)
+	}
+	return ""
 }
 
 // Stop terminates the instance: SIGTERM, and SIGKILL if it has not exited

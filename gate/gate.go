@@ -16,8 +16,9 @@
 //   - the start time of PID 1 itself (the process the runtime created for this start; the hook
 //     reads the same value from /proc/PID/stat on the host side).
 //
-// On a match the gate execs the workload (or, when the user asked for --init, stays PID 1 as a
-// minimal init that forwards signals and reaps orphans). On any mismatch or a missing proof it
+// On a match the gate waits for the container's resolver when the proof names one (the hook
+// starts dnsmasq without waiting for it), then execs the workload (or, when the user asked for
+// --init, stays PID 1 as a minimal init that forwards signals and reaps orphans). On any mismatch or a missing proof it
 // refuses with exit code 126 and a one-line reason, so the workload never runs unfiltered.
 //
 // Trust: the proof is written by the hook (root in podman's user namespace) and read inside the
@@ -29,9 +30,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"strconv"
 	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Paths inside the container.
@@ -52,6 +57,10 @@ type Proof struct {
 	InitStartTime uint64 `json:"init_start_time"`
 	// ContainerID is the OCI container id, for diagnostics.
 	ContainerID string `json:"container_id,omitempty"`
+	// Resolver is the loopback address:port of the container's resolver when it has one
+	// ("127.0.0.1:53"). The hook starts it without waiting; the gate waits until it accepts
+	// connections before the workload runs, so dnsmasq's start overlaps the runtime's own.
+	Resolver string `json:"resolver,omitempty"`
 }
 
 // Marshal renders p as the proof file's content.
@@ -71,7 +80,52 @@ func ParseProof(data []byte) (Proof, error) {
 	if p.NetNSInode == 0 || p.InitStartTime == 0 {
 		return Proof{}, errors.New("parse proof: missing netns inode or init start time")
 	}
+	if p.Resolver != "" {
+		if _, err := resolverAddr(p.Resolver); err != nil {
+			return Proof{}, fmt.Errorf("parse proof: %w", err)
+		}
+	}
 	return p, nil
+}
+
+// resolverAddr parses a proof's resolver address: a loopback IPv4 address with a port.
+func resolverAddr(s string) (*unix.SockaddrInet4, error) {
+	ap, err := netip.ParseAddrPort(s)
+	if err != nil || !ap.Addr().Is4() || !ap.Addr().IsLoopback() || ap.Port() == 0 {
+		return nil, fmt.Errorf("resolver %q: want a loopback IPv4 address and port", s)
+	}
+	return &unix.SockaddrInet4{Addr: ap.Addr().As4(), Port: int(ap.Port())}, nil
+}
+
+// WaitResolver waits until a TCP connection to the resolver at addr succeeds (and closes it),
+// for at most limit. The address is loopback: nothing leaves the container.
+func WaitResolver(addr string, limit time.Duration) error {
+	sa, err := resolverAddr(addr)
+	if err != nil {
+		return err
+	}
+	deadline := time.Now().Add(limit)
+	delay := 100 * time.Microsecond
+	for {
+		err := connectOnce(sa)
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the container's resolver (%s) did not start within %s (%v); run `podman shield doctor`, and see dnsmasq.err in the container's state bundle", addr, limit, err)
+		}
+		time.Sleep(delay)
+		delay = min(2*delay, 10*time.Millisecond)
+	}
+}
+
+func connectOnce(sa *unix.SockaddrInet4) error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	return unix.Connect(fd, sa)
 }
 
 // Facts are the values of the current start that a proof must match.

@@ -3,10 +3,12 @@
 package gate
 
 import (
+	"net"
 	"os"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -86,5 +88,48 @@ func TestProofRoundTrip(t *testing.T) {
 		if _, err := ParseProof([]byte(bad)); err == nil {
 			t.Errorf("ParseProof(%q) = nil error, want error", bad)
 		}
+	}
+}
+
+func TestProofResolver(t *testing.T) {
+	p := Proof{NetNSInode: 1, InitStartTime: 2, Resolver: "127.0.0.1:53"}
+	if got, err := ParseProof(p.Marshal()); err != nil || got != p {
+		t.Fatalf("ParseProof(Marshal(%+v)) = %+v, %v", p, got, err)
+	}
+	// The gate only ever waits on loopback: anything else in a proof is refused.
+	for _, bad := range []string{"192.0.2.53:53", "[::1]:53", "127.0.0.1", "127.0.0.1:0", "localhost:53", "x"} {
+		data := Proof{NetNSInode: 1, InitStartTime: 2, Resolver: bad}.Marshal()
+		if _, err := ParseProof(data); err == nil {
+			t.Errorf("ParseProof with resolver %q = nil error, want error", bad)
+		}
+	}
+}
+
+func TestWaitResolver(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close() // nothing listens there now
+
+	start := time.Now()
+	err = WaitResolver(addr, 50*time.Millisecond)
+	if err == nil || !strings.Contains(err.Error(), "did not start within") {
+		t.Fatalf("WaitResolver with nothing listening = %v, want a timeout", err)
+	}
+	if d := time.Since(start); d < 50*time.Millisecond || d > 2*time.Second {
+		t.Errorf("WaitResolver gave up after %v, want about 50ms", d)
+	}
+
+	// A resolver that starts listening a little later is waited for.
+	go func() {
+		time.Sleep(30 * time.Millisecond)
+		if l, err := net.Listen("tcp", addr); err == nil {
+			t.Cleanup(func() { l.Close() })
+		}
+	}()
+	if err := WaitResolver(addr, 5*time.Second); err != nil {
+		t.Fatalf("WaitResolver with a late listener: %v", err)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -35,7 +36,11 @@ func Main(args []string, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "terok-shield gate: no workload command given")
 		return ExitRefused
 	}
-	if err := verify(filepath.Join(ProofDir, ProofFile)); err != nil {
+	p, err := verify(filepath.Join(ProofDir, ProofFile))
+	if err == nil && p.Resolver != "" {
+		err = WaitResolver(p.Resolver, ResolverWait)
+	}
+	if err != nil {
 		fmt.Fprintf(stderr, "terok-shield gate: refusing to start the workload: %v\n", err)
 		return ExitRefused
 	}
@@ -54,26 +59,30 @@ func Main(args []string, stderr io.Writer) int {
 	return ExitRefused
 }
 
-func verify(proofPath string) error {
+// ResolverWait bounds the gate's wait for the container's resolver; a resolver that failed to
+// start surfaces as a refusal after it.
+const ResolverWait = 10 * time.Second
+
+func verify(proofPath string) (Proof, error) {
 	data, err := os.ReadFile(proofPath)
 	if errors.Is(err, os.ErrNotExist) {
-		return errors.New("the firewall hook did not run for this container (no proof); run `podman shield doctor`")
+		return Proof{}, errors.New("the firewall hook did not run for this container (no proof); run `podman shield doctor`")
 	}
 	if err != nil {
-		return err
+		return Proof{}, err
 	}
 	p, err := ParseProof(data)
 	if err != nil {
-		return err
+		return Proof{}, err
 	}
 	f, err := CurrentFacts()
 	if err != nil {
-		return err
+		return Proof{}, err
 	}
 	if err := Check(p, f); err != nil {
-		return fmt.Errorf("the firewall hook did not run for this start: %w", err)
+		return Proof{}, fmt.Errorf("the firewall hook did not run for this start: %w", err)
 	}
-	return nil
+	return p, nil
 }
 
 func withoutVar(env []string, name string) []string {

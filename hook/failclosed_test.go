@@ -11,11 +11,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 
 	"github.com/terok-ai/terok-shield/audit"
 	"github.com/terok-ai/terok-shield/dnsmasq"
@@ -170,11 +173,6 @@ func TestFailClosed(t *testing.T) {
 	bounding := func(c *specs.LinuxCapabilities) *[]string { return &c.Bounding }
 	effective := func(c *specs.LinuxCapabilities) *[]string { return &c.Effective }
 	ambient := func(c *specs.LinuxCapabilities) *[]string { return &c.Ambient }
-	script := func(t *testing.T, f *hookFixture, body string) {
-		p := filepath.Join(f.root, "dnsmasq")
-		writeFile(t, p, "#!/bin/sh\n"+body+"\n", 0o755)
-		f.updateData(t, func(d *state.Data) { d.Resolver.Binary = p })
-	}
 	tests := []struct {
 		name   string
 		tier   string // state.TierStatic when empty
@@ -304,11 +302,7 @@ func TestFailClosed(t *testing.T) {
 		{name: "SYS_ADMIN ambient", want: "holds CAP_SYS_ADMIN in its ambient capability set",
 			inject: func(t *testing.T, f *hookFixture) { f.writeSpec(t, withCap("CAP_SYS_ADMIN", ambient)) }},
 
-		// After the ruleset is applied.
-		{name: "dnsmasq exits 1", tier: state.TierDnsmasq, want: "start resolver: ",
-			inject: func(t *testing.T, f *hookFixture) { script(t, f, "echo 'dnsmasq: bad option' >&2; exit 1") }},
-		{name: "dnsmasq writes no pid file", tier: state.TierDnsmasq, want: "start resolver: dnsmasq started but wrote no pid file",
-			inject: func(t *testing.T, f *hookFixture) { script(t, f, "exit 0") }},
+		// After the ruleset is applied (a resolver that fails: TestFailClosedResolver).
 		{name: "audit log unwritable", want: "record the setup in the audit log: ",
 			inject: func(t *testing.T, f *hookFixture) {
 				if err := os.Mkdir(filepath.Join(f.bundle, state.FileAudit), 0o700); err != nil {
@@ -344,6 +338,76 @@ func TestFailClosed(t *testing.T) {
 			}
 		})
 	}
+}
+
+// fakeResolver records a shell script with body as the bundle's dnsmasq binary.
+func fakeResolver(t *testing.T, f *hookFixture, body string) {
+	p := filepath.Join(f.root, "dnsmasq")
+	writeFile(t, p, "#!/bin/sh\n"+body+"\n", 0o755)
+	f.updateData(t, func(d *state.Data) { d.Resolver.Binary = p })
+}
+
+// TestFailClosedResolver: the hook launches the resolver without waiting for it, so a resolver
+// that fails at start-up stops the workload in one of two places. If it has already ended when
+// the hook is about to write the gate proof, the hook fails with its message and writes none;
+// otherwise the proof names the resolver, and the gate (the container's init) refuses the
+// workload because nothing listens there. Either way the workload never runs.
+func TestFailClosedResolver(t *testing.T) {
+	requireHook(t)
+	bin := buildBinary(t, t.TempDir())
+	for _, tt := range []struct{ name, body, msg string }{
+		{"dnsmasq exits 1", "echo 'dnsmasq: bad option' >&2; exit 1", "bad option"},
+		{"dnsmasq exits 0 at once", "exit 0", "ended at start-up"},
+		{"dnsmasq exits after 20ms", "sleep 0.02; echo 'dnsmasq: failed to create listening socket' >&2; exit 2", "listening socket"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t, "", state.TierDnsmasq)
+			fakeResolver(t, f, tt.body)
+			code, stderr := f.run(t, bin)
+			raw, perr := os.ReadFile(f.proof())
+			if code != 0 {
+				wantOneLine(t, f.stage, stderr, "start resolver: ")
+				if !strings.Contains(stderr, tt.msg) {
+					t.Errorf("stderr %q lacks dnsmasq's message %q", stderr, tt.msg)
+				}
+				if !errors.Is(perr, os.ErrNotExist) {
+					t.Errorf("gate proof %s: want none, got %v", f.proof(), perr)
+				}
+				return
+			}
+			p, err := gate.ParseProof(raw)
+			if err != nil {
+				t.Fatalf("hook exited 0 but the proof is unreadable: %v", err)
+			}
+			if p.Resolver != dnsmasq.ReadyAddr.String() {
+				t.Fatalf("hook exited 0 with a failing resolver, and the proof does not name it: %+v", p)
+			}
+			// The gate's wait, from inside the container's network namespace.
+			if err := inNetNS(f.pid, func() error { return gate.WaitResolver(p.Resolver, 200*time.Millisecond) }); err == nil {
+				t.Error("the gate would start the workload: something listens on the resolver address")
+			}
+		})
+	}
+}
+
+// inNetNS runs fn on a thread inside the network namespace of pid (the thread is discarded).
+func inNetNS(pid int, fn func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked
+		fd, err := unix.Open(fmt.Sprintf("/proc/%d/ns/net", pid), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			errc <- err
+			return
+		}
+		defer unix.Close(fd)
+		if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
+			errc <- err
+			return
+		}
+		errc <- fn()
+	}()
+	return <-errc
 }
 
 // stopResolver stops a dnsmasq the hook may have started for the bundle.

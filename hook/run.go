@@ -115,35 +115,31 @@ func createRuntime(ctx context.Context, log *slog.Logger, id string, pid int, oc
 	if err != nil {
 		return fmt.Errorf("build ruleset: %w", err)
 	}
-	// The resolver starts while the table is applied: dnsmasq's own start-up
-	// (~5 ms) overlaps the firewall's. Nothing can query it before the hook
-	// returns (the workload has not started), and it adds to the learned sets
-	// only when answering a query.
-	var resolver chan error
+	// The resolver is launched first and not waited for: dnsmasq's own start (6-8 ms, mostly
+	// loading its libraries) overlaps the table's apply and verify, this hook's records and the
+	// runtime's work up to the workload's start, where the gate waits until it listens
+	// (gate.Proof.Resolver). Nothing can query it earlier, and it adds to the learned sets only
+	// when answering a query. A resolver that cannot start makes the gate refuse the workload.
+	var resolver string
+	resolverEnded := func() error { return nil }
 	if data.Resolver.Tier == state.TierDnsmasq && data.Mode != state.ModeBlock {
 		in, err := prepareResolver(b, data, policy, dnsmasqBin)
 		if err != nil {
 			return err
 		}
-		resolver = make(chan error, 1)
-		go func() {
-			if _, err := dnsmasq.Start(ctx, netns, in); err != nil {
-				resolver <- fmt.Errorf("start resolver: %w", err)
-				return
-			}
-			resolver <- nil
-		}()
+		p, err := dnsmasq.Launch(netns, in)
+		if err != nil {
+			return fmt.Errorf("start resolver: %w", err)
+		}
+		resolver = dnsmasq.ReadyAddr.String()
+		resolverEnded = func() error { return p.Ended(in) }
 		defer func() {
 			if err != nil {
 				_ = dnsmasq.Stop(in) // the container will not run: no resolver left behind
 			}
 		}()
 	}
-	err = nft.ApplyVerified(ctx, nft.Target{NetNSPath: netns}, rs)
-	if resolver != nil {
-		err = errors.Join(err, <-resolver)
-	}
-	if err != nil {
+	if err := nft.ApplyVerified(ctx, nft.Target{NetNSPath: netns}, rs); err != nil {
 		return err
 	}
 	log.Info("ruleset applied and verified", "mode", policy.Mode.String(), "allow", len(policy.Allow), "deny", len(policy.Deny))
@@ -160,7 +156,12 @@ func createRuntime(ctx context.Context, log *slog.Logger, id string, pid int, oc
 	if err := b.Update(func(d *state.Data) error { d.NetNS = &ident; return nil }); err != nil {
 		return fmt.Errorf("record network namespace identity: %w", err)
 	}
-	proof := gate.Proof{NetNSInode: ident.NetNSInode, InitStartTime: ident.StartTime, ContainerID: id}
+	// A resolver that already failed (a bad option, a missing library) is reported here, with
+	// its message; one that fails later makes the gate refuse after its wait.
+	if err := resolverEnded(); err != nil {
+		return fmt.Errorf("start resolver: %w", err)
+	}
+	proof := gate.Proof{NetNSInode: ident.NetNSInode, InitStartTime: ident.StartTime, ContainerID: id, Resolver: resolver}
 	if err := writeProof(b.Root(), proof.Marshal()); err != nil {
 		return err
 	}
@@ -238,6 +239,7 @@ func Resolver(dir string, d *state.Data, policy nft.Policy, bin string) (dnsmasq
 		Binary:   bin,
 		ConfFile: filepath.Join(dir, state.FileDnsmasqConf),
 		PIDFile:  filepath.Join(dir, state.FileDnsmasqPID),
+		ErrFile:  filepath.Join(dir, state.FileDnsmasqErr),
 	}
 	conf, err := dnsmasq.Render(dnsmasq.Config{
 		Names:       ResolverNames(d),

@@ -181,3 +181,51 @@ func TestLearnedTTLOddSeconds(t *testing.T) {
 		}
 	})
 }
+
+// TestFaultDnsmasqFailsToStart: the resolver the shim checked fails when the hook launches it
+// (the hook does not wait for it to listen). Failing at once, the hook reports it; failing
+// later, the gate finds nothing listening and refuses the workload after its wait. Either way
+// podman run fails and the workload never runs.
+func TestFaultDnsmasqFailsToStart(t *testing.T) {
+	forModes(t, 2*time.Minute, func(t *testing.T, ctx context.Context, n *testnet.Net, sp *ShieldedPodman) {
+		if err := sp.WriteProfile("e2e", e2eProfile...); err != nil {
+			t.Fatal(err)
+		}
+		hookSaw, gateSaw := "start resolver: ", "the container's resolver (127.0.0.1:53) did not start within"
+		for _, tc := range []struct{ name, fail, want string }{
+			{"at once", "exit 2", hookSaw},           // normally the hook sees it end
+			{"after 1s", "sleep 1; exit 2", gateSaw}, // the hook is long done: the gate refuses
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				dir := filepath.Join(filepath.Dir(sp.StateDir), "failing-bin-"+strings.ReplaceAll(tc.name, " ", "-"))
+				if err := os.Mkdir(dir, 0o755); err != nil {
+					t.Fatal(err)
+				}
+				script := "#!/bin/sh\n" +
+					"case \"$1\" in --version) echo 'Dnsmasq version 2.90'; echo 'Compile time options: IPv6 conntrack nftset'; exit 0;; esac\n" +
+					"echo 'dnsmasq: failed to create listening socket for 127.0.0.1: Address already in use' >&2\n" + tc.fail + "\n"
+				if err := os.WriteFile(filepath.Join(dir, "dnsmasq"), []byte(script), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				p := sp.Podman
+				p.Env = append(slices.Clone(sp.Env), "PATH="+filepath.Dir(sp.Bin)+":"+dir+":/usr/bin:/bin:/usr/sbin:/sbin")
+				r, err := p.Run(ctx, "run", "--rm", "--shield=e2e", sp.H.ImageRef, "/bin/probe", "caps")
+				if err != nil {
+					t.Fatal(err)
+				}
+				if r.Exit == 0 || strings.Contains(r.Stdout, `"cmd":"caps"`) {
+					t.Fatalf("the workload ran with a failed resolver: %s", r)
+				}
+				// Which of the two refuses depends on timing (a loaded machine may delay either
+				// side); one of them must, with its reason.
+				switch {
+				case strings.Contains(r.Stderr, tc.want):
+				case strings.Contains(r.Stderr, hookSaw), strings.Contains(r.Stderr, gateSaw):
+					t.Logf("refused by the other side than usual: %s", r.Stderr)
+				default:
+					t.Errorf("stderr names neither the hook's nor the gate's refusal: %s", r.Stderr)
+				}
+			})
+		}
+	})
+}

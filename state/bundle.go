@@ -28,13 +28,14 @@ const (
 	FileDnsmasqConf = "dnsmasq.conf"
 	FileDnsmasqPID  = "dnsmasq.pid"
 	FileDnsmasqLog  = "dnsmasq.log"
+	FileDnsmasqErr  = "dnsmasq.err" // the resolver's own output: why it could not start
 	FileResolvConf  = "resolv.conf"
 	FileAudit       = "audit.jsonl"
 	FileHookLog     = "hook.log"
 	FileHosts       = "hosts" // /etc/hosts of a static-tier container
 )
 
-var fileNames = []string{FileBundle, FileLock, FileDnsmasqConf, FileDnsmasqPID, FileDnsmasqLog, FileResolvConf, FileAudit, FileHookLog, FileHosts}
+var fileNames = []string{FileBundle, FileLock, FileDnsmasqConf, FileDnsmasqPID, FileDnsmasqLog, FileDnsmasqErr, FileResolvConf, FileAudit, FileHookLog, FileHosts}
 
 func checkFileName(name string) error {
 	if !slices.Contains(fileNames, name) {
@@ -324,7 +325,13 @@ func (b *Bundle) WriteFile(name string, data []byte, perm fs.FileMode) error {
 	return b.writeAtomic(name, data, perm)
 }
 
+// regenerated are the bundle files rewritten from bundle.json every time they are used (the
+// hook renders the resolver's configuration at each start): they are replaced atomically, but
+// not synced to disk, which costs two fsyncs on every container start.
+var regenerated = []string{FileDnsmasqConf}
+
 func (b *Bundle) writeAtomic(name string, data []byte, perm fs.FileMode) error {
+	durable := !slices.Contains(regenerated, name)
 	var rnd [8]byte
 	if _, err := rand.Read(rnd[:]); err != nil {
 		return fmt.Errorf("write %s: %w", name, err)
@@ -335,7 +342,7 @@ func (b *Bundle) writeAtomic(name string, data []byte, perm fs.FileMode) error {
 		return fmt.Errorf("write %s: %w", name, err)
 	}
 	_, werr := f.Write(data)
-	if werr == nil {
+	if werr == nil && durable {
 		werr = f.Sync()
 	}
 	if cerr := f.Close(); werr == nil {
@@ -347,6 +354,9 @@ func (b *Bundle) writeAtomic(name string, data []byte, perm fs.FileMode) error {
 	if werr != nil {
 		b.root.Remove(tmp)
 		return fmt.Errorf("write %s in %s: %w", name, b.dir, werr)
+	}
+	if !durable {
+		return nil
 	}
 	d, err := b.root.Open(".")
 	if err != nil {
