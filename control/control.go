@@ -3,6 +3,7 @@
 package control
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -275,7 +276,7 @@ func (c *Controller) change(ctx context.Context, query string, targets []string,
 		op := Op{Sync: &policy}
 		restore := func() {}
 		if !slices.Equal(oldNames, hook.ResolverNames(d)) && d.Resolver.Tier == state.TierDnsmasq && d.Mode != state.ModeBlock {
-			if restore, err = c.writeResolverConf(b, d, policy); err != nil {
+			if restore, _, err = c.writeResolverConf(b, d, policy); err != nil {
 				return err
 			}
 			in, _, _ := hook.Resolver(b.Dir(), d, policy, c.Dnsmasq)
@@ -340,20 +341,20 @@ func (c *Controller) change(ctx context.Context, query string, targets []string,
 
 // writeResolverConf renders and writes the resolver configuration for d and returns a function
 // that puts the previous file back (when the change fails).
-func (c *Controller) writeResolverConf(b *state.Bundle, d *state.Data, policy nft.Policy) (func(), error) {
+func (c *Controller) writeResolverConf(b *state.Bundle, d *state.Data, policy nft.Policy) (restore func(), changed bool, err error) {
 	_, conf, err := hook.Resolver(b.Dir(), d, policy, c.Dnsmasq)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	old, rerr := b.ReadFile(state.FileDnsmasqConf)
 	if err := b.WriteFile(state.FileDnsmasqConf, conf, 0o600); err != nil {
-		return nil, fmt.Errorf("write resolver config: %w", err)
+		return nil, false, fmt.Errorf("write resolver config: %w", err)
 	}
 	return func() {
 		if rerr == nil {
 			_ = b.WriteFile(state.FileDnsmasqConf, old, 0o600)
 		}
-	}, nil
+	}, rerr != nil || !bytes.Equal(old, conf), nil
 }
 
 func contains(es state.Entries, e profiles.Entry) bool {

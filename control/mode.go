@@ -49,13 +49,18 @@ func (c *Controller) SetMode(ctx context.Context, query string, mode state.Mode)
 		op := Op{Apply: &policy}
 		restore := func() {}
 		if d.Resolver.Tier == state.TierDnsmasq && mode != state.ModeBlock {
-			if restore, err = c.writeResolverConf(b, d, policy); err != nil {
+			var changed bool
+			if restore, changed, err = c.writeResolverConf(b, d, policy); err != nil {
 				return err
 			}
 			in, _, _ := hook.Resolver(b.Dir(), d, policy, c.Dnsmasq)
-			// Restarted, not just started: the new table's learned sets are empty and dnsmasq
-			// adds to them only when it forwards, never on a cache hit.
-			op.Resolver = &ResolverOp{Instance: in, Restart: true}
+			// The new table keeps the learned addresses of the old one (nft.Apply carries them
+			// over), so a running resolver's cache still matches the learned sets and it keeps
+			// running. Coming from block, whose table has no learned sets, it is restarted:
+			// dnsmasq adds to the sets only when it forwards, never on a cache hit. A changed
+			// configuration is applied by a restart too.
+			restart := changed || mc.From == string(state.ModeBlock)
+			op.Resolver = &ResolverOp{Instance: in, Restart: restart}
 		}
 		if _, err := run(ctx, op); err != nil {
 			restore()

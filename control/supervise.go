@@ -66,7 +66,7 @@ func (c *Controller) ensureResolverOp(b *state.Bundle, d *state.Data, op Op) (Op
 	if err != nil {
 		return op, nil, err
 	}
-	restore, err := c.writeResolverConf(b, d, policy)
+	restore, _, err := c.writeResolverConf(b, d, policy)
 	if err != nil {
 		return op, nil, err
 	}

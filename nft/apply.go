@@ -83,17 +83,21 @@ func apply(ctx context.Context, s *session, r *Ruleset) error {
 		return fmt.Errorf("apply table: list tables: %w", err)
 	}
 	var tx rawTx
+	sets := r.sets
 	if slices.ContainsFunc(tables, func(t *nftables.Table) bool { return t.Name == TableName }) {
 		tx.delTable()
+		if sets, err = carryLearned(s.c, r); err != nil {
+			return fmt.Errorf("apply table: %w", err)
+		}
 	}
 	tx.newTable()
 	nelems := 0
-	for _, spec := range r.sets {
+	for _, spec := range sets {
 		nelems += len(spec.addrs) + 2*len(spec.ranges)
 	}
 	bulk := nelems > bulkThreshold
 	var payloads [][]byte
-	for i, spec := range r.sets {
+	for i, spec := range sets {
 		tx.newSet(spec, uint32(i+1))
 		payloads = append(payloads, elemPayloads(spec)...)
 	}
@@ -151,6 +155,47 @@ func apply(ctx context.Context, s *session, r *Ruleset) error {
 		return fmt.Errorf("apply table: install output rules (table left closed): %w", err)
 	}
 	return nil
+}
+
+// carryLearned returns r's sets with the learned sets holding what the live table's learned
+// sets hold, each element with its remaining lifetime: a mode switch replaces the table, and
+// the addresses the resolver taught it must not be forgotten (the resolver answers from its
+// cache without teaching them again). Addresses r's deny sets cover are left out. A live
+// table without learned sets (block mode) carries nothing.
+func carryLearned(c *nftables.Conn, r *Ruleset) ([]setSpec, error) {
+	live, err := c.GetSets(table())
+	if err != nil {
+		return nil, fmt.Errorf("list live sets: %w", err)
+	}
+	var deny []addrRange
+	for _, spec := range r.sets {
+		if spec.name == SetDenyV4 || spec.name == SetDenyV6 {
+			deny = append(deny, spec.ranges...)
+		}
+	}
+	out := slices.Clone(r.sets)
+	for i, spec := range out {
+		if spec.kind != setTimeout {
+			continue
+		}
+		j := slices.IndexFunc(live, func(s *nftables.Set) bool { return s.Name == spec.name })
+		if j < 0 || !live[j].HasTimeout {
+			continue
+		}
+		es, err := c.GetSetElements(live[j])
+		if err != nil {
+			return nil, fmt.Errorf("read live set %s: %w", spec.name, err)
+		}
+		for _, e := range es {
+			a, ok := netip.AddrFromSlice(e.Key)
+			if !ok || e.Expires <= 0 || slices.ContainsFunc(deny, func(d addrRange) bool { return d.contains(a) }) {
+				continue
+			}
+			out[i].addrs = append(out[i].addrs, a)
+			out[i].timeouts = append(out[i].timeouts, e.Expires)
+		}
+	}
+	return out, nil
 }
 
 // bulkThreshold is the element count above which Apply loads elements in

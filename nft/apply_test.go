@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -227,4 +228,69 @@ func appliedWithHandle(t *testing.T, r *Ruleset, marker string) (Target, string)
 	}
 	t.Fatalf("no rule with %q in:\n%s", marker, out)
 	return target, ""
+}
+
+// TestApplyCarriesLearned: replacing the table (a mode switch) keeps what the learned sets
+// hold, with the remaining lifetime, except addresses the new table denies; a table without
+// learned sets (block) carries nothing over.
+func TestApplyCarriesLearned(t *testing.T) {
+	requirePrivileged(t)
+	ctx := context.Background()
+	target := newNetNS(t)
+	up := samplePolicy(ModeUp)
+	up.LearnedTimeout = time.Hour
+	if err := Apply(ctx, target, mustBuild(t, up)); err != nil {
+		t.Fatal(err)
+	}
+	learned := []netip.Prefix{
+		netip.MustParsePrefix("198.18.0.1/32"), netip.MustParsePrefix("198.18.0.2/32"),
+		netip.MustParsePrefix("2001:db8:5::1/128"),
+	}
+	if err := AddElements(ctx, target, KindLearned, learned); err != nil {
+		t.Fatal(err)
+	}
+	learnedOf := func() map[string]time.Duration {
+		t.Helper()
+		st, err := Inspect(ctx, target)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]time.Duration{}
+		for _, s := range st.Sets {
+			if s.Name == SetLearnedV4 || s.Name == SetLearnedV6 {
+				for _, e := range s.Elements {
+					got[e.Prefix.Addr().String()] = e.Expires
+				}
+			}
+		}
+		return got
+	}
+	down := samplePolicy(ModeDown)
+	down.LearnedTimeout = time.Hour
+	down.Deny = append(down.Deny, netip.MustParsePrefix("198.18.0.2/32"))
+	rdown := mustBuild(t, down)
+	if err := Apply(ctx, target, rdown); err != nil {
+		t.Fatal(err)
+	}
+	got := learnedOf()
+	if len(got) != 2 || got["198.18.0.1"] == 0 || got["2001:db8:5::1"] == 0 {
+		t.Errorf("learned after the switch to down = %v, want 198.18.0.1 and 2001:db8:5::1 (198.18.0.2 is denied now)", got)
+	}
+	for a, left := range got {
+		if left > time.Hour || left < 59*time.Minute {
+			t.Errorf("%s expires in %v, want its remaining lifetime (just under 1h)", a, left)
+		}
+	}
+	if err := Verify(ctx, target, rdown); err != nil {
+		t.Errorf("Verify after carrying learned entries: %v", err)
+	}
+	if err := Apply(ctx, target, mustBuild(t, samplePolicy(ModeBlock))); err != nil {
+		t.Fatal(err)
+	}
+	if err := Apply(ctx, target, mustBuild(t, up)); err != nil {
+		t.Fatal(err)
+	}
+	if got := learnedOf(); len(got) != 0 {
+		t.Errorf("learned after block → up = %v, want none (block has no learned sets)", got)
+	}
 }

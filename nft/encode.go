@@ -4,6 +4,7 @@ package nft
 
 import (
 	"encoding/binary"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -26,18 +27,26 @@ func appendAttr(b []byte, typ uint16, data []byte) []byte {
 	return b
 }
 
-// appendElem appends one element item (index idx) with key and an optional
-// interval-end flag. Keys are 4 or 16 bytes, so no padding is needed.
-func appendElem(b []byte, idx int, key []byte, end bool) []byte {
+// appendElem appends one element item (index idx) with key, an optional
+// interval-end flag and an optional timeout (0: the set's default). Keys are
+// 4 or 16 bytes, so no padding is needed.
+func appendElem(b []byte, idx int, key []byte, end bool, timeout time.Duration) []byte {
 	keyNest := 4 + 4 + len(key)
 	item := 4 + keyNest
 	if end {
 		item += 8
 	}
+	if timeout > 0 {
+		item += 12
+	}
 	b = appendAttrHdr(b, unix.NLA_F_NESTED|uint16(idx), item-4)
 	if end {
 		b = appendAttrHdr(b, unix.NFTA_SET_ELEM_FLAGS, 4)
 		b = binary.BigEndian.AppendUint32(b, unix.NFT_SET_ELEM_INTERVAL_END)
+	}
+	if timeout > 0 {
+		b = appendAttrHdr(b, unix.NFTA_SET_ELEM_TIMEOUT, 8)
+		b = binary.BigEndian.AppendUint64(b, uint64(max(timeout.Milliseconds(), 1)))
 	}
 	b = appendAttrHdr(b, unix.NLA_F_NESTED|unix.NFTA_SET_ELEM_KEY, keyNest-4)
 	b = appendAttrHdr(b, unix.NFTA_DATA_VALUE, len(key))
@@ -70,24 +79,28 @@ func elemPayloads(spec setSpec) [][]byte {
 				flush()
 			}
 			idx++
-			items = appendElem(items, idx, key(r.lo), false)
+			items = appendElem(items, idx, key(r.lo), false, 0)
 			if end := r.hi.Next(); end.IsValid() {
 				idx++
-				items = appendElem(items, idx, key(end), true)
+				items = appendElem(items, idx, key(end), true, 0)
 			}
 		}
 	default:
-		for _, a := range spec.addrs {
+		for i, a := range spec.addrs {
 			if len(items) > msgBudget {
 				flush()
 			}
 			idx++
+			var timeout time.Duration
+			if spec.timeouts != nil {
+				timeout = spec.timeouts[i]
+			}
 			if a.Is4() {
 				k := a.As4()
-				items = appendElem(items, idx, k[:], false)
+				items = appendElem(items, idx, k[:], false, timeout)
 			} else {
 				k := a.As16()
-				items = appendElem(items, idx, k[:], false)
+				items = appendElem(items, idx, k[:], false, timeout)
 			}
 		}
 	}

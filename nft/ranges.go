@@ -11,6 +11,11 @@ import (
 // interval set stores.
 type addrRange struct{ lo, hi netip.Addr }
 
+// contains reports whether a lies in r (same family).
+func (r addrRange) contains(a netip.Addr) bool {
+	return a.Is4() == r.lo.Is4() && r.lo.Compare(a) <= 0 && a.Compare(r.hi) <= 0
+}
+
 func prefixRange(p netip.Prefix) addrRange {
 	p = p.Masked()
 	return addrRange{lo: p.Addr(), hi: lastAddr(p)}

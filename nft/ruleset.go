@@ -53,8 +53,11 @@ type setSpec struct {
 	v6      bool
 	kind    setKind
 	timeout time.Duration
-	addrs   []netip.Addr // setHash
+	addrs   []netip.Addr // setHash; setTimeout when carried over (see carryLearned)
 	ranges  []addrRange  // setInterval
+	// timeouts are the per-element timeouts of addrs in a learned set carried over from the
+	// table being replaced (their remaining lifetime); nil otherwise.
+	timeouts []time.Duration
 }
 
 // rule is one rule: its nft text and its expression list, built together by
