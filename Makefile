@@ -17,8 +17,12 @@ help: ## Show this help
 deps: ## Install what the project needs on Debian 12 (root; idempotent)
 	bash scripts/install-deps.sh
 
+# On amd64 the binary gets an assembly entry point that joins a rootless container's
+# namespaces before the Go runtime starts (control.SocketHelper); elsewhere nsenter is used.
+ENTRY_LDFLAGS := $(if $(filter amd64,$(shell $(GO) env GOARCH)),-ldflags=-E=main.nsfdEntry)
+
 build: ## Build bin/terok-shield (static, CGO off)
-	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN) ./shim
+	CGO_ENABLED=0 $(GO) build -trimpath $(ENTRY_LDFLAGS) -o $(BIN) ./shim
 
 lint: ## gofmt, go vet, staticcheck
 	@out=$$(gofmt -l . | grep -v '^internal/genflags/testdata/' || true); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

@@ -10,7 +10,6 @@ import (
 	"io/fs"
 	"net/netip"
 	"os"
-	"os/exec"
 	"slices"
 	"strings"
 
@@ -133,13 +132,7 @@ func (c *Controller) runnerFor(d *state.Data) (runner, error) {
 				return nil, err
 			}
 		}
-		if nsenter == "" {
-			var err error
-			if nsenter, err = exec.LookPath("nsenter"); err != nil {
-				return nil, fmt.Errorf("rootless containers are reached through nsenter (util-linux): %w", err)
-			}
-		}
-		run = viaNsenter(nsenter, exe, id)
+		run = viaHelper(exe, id, viaNsenter(nsenter, exe, id))
 	}
 	return func(ctx context.Context, op Op) (Result, error) {
 		op.NetNSInode = id.NetNSInode

@@ -5,6 +5,7 @@ package control
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -103,33 +104,43 @@ func (op *Op) validate() error {
 // RunOp executes op with the nft target t; netnsPath names the same namespace for processes
 // started in it (the resolver). The caller has checked that t is the container's namespace.
 func RunOp(ctx context.Context, t nft.Target, netnsPath string, op Op) Result {
-	var res Result
 	if err := op.validate(); err != nil {
-		res.Err = err.Error()
-		return res
+		return Result{Err: err.Error()}
 	}
+	c, err := nft.Open(ctx, t)
+	if err != nil {
+		return Result{Err: err.Error()}
+	}
+	defer c.Close()
+	return runOp(ctx, c, t, netnsPath, op)
+}
+
+// runOp executes a validated op: its ruleset steps through c, its resolver steps in t and
+// netnsPath (the same namespace).
+func runOp(ctx context.Context, c *nft.Conn, t nft.Target, netnsPath string, op Op) Result {
+	var res Result
 	fail := func(err error) Result { res.Err = err.Error(); return res }
 	if op.Probe {
 		rs, _ := nft.Build(nft.Policy{Mode: nft.ModeUp, Upstreams: []netip.Addr{netip.MustParseAddr("192.0.2.53")}})
-		if err := nft.Apply(ctx, t, rs); err != nil {
+		if err := c.Apply(ctx, rs); err != nil {
 			return fail(err)
 		}
-		if err := nft.Verify(ctx, t, rs); err != nil {
+		if err := c.Verify(ctx, rs); err != nil {
 			return fail(err)
 		}
 	}
 	if op.Apply != nil {
 		rs, _ := nft.Build(*op.Apply)
-		if err := nft.Apply(ctx, t, rs); err != nil {
+		if err := c.Apply(ctx, rs); err != nil {
 			return fail(err)
 		}
-		if err := nft.Verify(ctx, t, rs); err != nil {
+		if err := c.Verify(ctx, rs); err != nil {
 			return fail(fmt.Errorf("ruleset applied but does not verify: %w", err))
 		}
 	}
 	if op.Sync != nil {
 		rs, _ := nft.Build(*op.Sync)
-		if err := nft.SyncSets(ctx, t, rs); err != nil {
+		if err := c.SyncSets(ctx, rs); err != nil {
 			return fail(err)
 		}
 	}
@@ -139,20 +150,20 @@ func RunOp(ctx context.Context, t nft.Target, netnsPath string, op Op) Result {
 		}
 	}
 	if op.Inspect != nil {
-		st, err := nft.Inspect(ctx, t)
+		st, err := c.Inspect(ctx)
 		if err != nil {
 			return fail(err)
 		}
 		res.Mode, res.Sets = st.Mode.String(), st.Sets
 		if st.Mode != nft.ModeInactive {
 			rs, _ := nft.Build(*op.Inspect)
-			if err := nft.Verify(ctx, t, rs); err != nil {
+			if err := c.Verify(ctx, rs); err != nil {
 				res.Drift = err.Error()
 			}
 		}
 	}
 	if op.List {
-		l, err := nft.List(ctx, t)
+		l, err := c.List(ctx)
 		if err != nil && !errors.Is(err, nft.ErrNoTable) {
 			return fail(err)
 		}
@@ -317,10 +328,142 @@ func direct(id state.NetNSIdentity) runner {
 // errNotRunning is turned into "container X is not running" by the caller.
 var errNotRunning = errors.New("not running")
 
+// SocketHelper is the argument with which the terok-shield binary, linked with its assembly
+// entry point (-ldflags=-E=main.nsfdEntry), joins the user and network namespaces open on its
+// descriptors 3 and 4 before the Go runtime starts, creates two netlink netfilter sockets
+// there, writes their numbers (two int32) to its stdout and waits for EOF on its stdin. The
+// caller takes the sockets with pidfd_getfd and works on the container's table itself: one
+// Go process instead of two (a Go process cannot join a user namespace once its runtime
+// runs, so the nsenter path starts a second one inside).
+const SocketHelper = "__nsfd"
+
+// SocketHelperMissing is the exit code of SocketHelper in a binary without that entry point.
+const SocketHelperMissing = 99
+
+// errHelper marks a failure of the socket helper mechanism: the caller falls back to nsenter.
+var errHelper = errors.New("socket helper")
+
+// helperSockets runs exe as the socket helper in the namespaces of the container process
+// id.PID and returns the two sockets it created there. The network namespace is opened once
+// and its inode checked against the identity, so a reused pid cannot redirect the sockets.
+func helperSockets(ctx context.Context, exe string, id state.NetNSIdentity) (socks [2]int, err error) {
+	proc := "/proc/" + strconv.Itoa(id.PID)
+	netns, err := os.Open(proc + "/ns/net")
+	if err != nil {
+		return socks, fmt.Errorf("open container network namespace: %w", err)
+	}
+	defer netns.Close()
+	var st unix.Stat_t
+	if err := unix.Fstat(int(netns.Fd()), &st); err != nil {
+		return socks, fmt.Errorf("open container network namespace: %w", err)
+	}
+	if st.Ino != id.NetNSInode {
+		return socks, errNotRunning
+	}
+	userns, err := os.Open(proc + "/ns/user")
+	if err != nil {
+		return socks, fmt.Errorf("%w: open container user namespace: %w", errHelper, err)
+	}
+	defer userns.Close()
+	inR, inW, err := os.Pipe()
+	if err != nil {
+		return socks, fmt.Errorf("%w: %w", errHelper, err)
+	}
+	defer inW.Close()
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		inR.Close()
+		return socks, fmt.Errorf("%w: %w", errHelper, err)
+	}
+	defer outR.Close()
+	pidfd := -1
+	cmd := exec.CommandContext(ctx, exe, SocketHelper)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = inR, outW, nil
+	cmd.ExtraFiles = []*os.File{userns, netns}
+	cmd.Env = []string{}
+	cmd.SysProcAttr = &syscall.SysProcAttr{PidFD: &pidfd, Pdeathsig: syscall.SIGKILL}
+	err = cmd.Start()
+	inR.Close()
+	outW.Close()
+	if err != nil {
+		return socks, fmt.Errorf("%w: %w", errHelper, err)
+	}
+	defer unix.Close(pidfd)
+	defer func() {
+		inW.Close() // the helper exits at EOF
+		if werr := cmd.Wait(); werr != nil && err == nil {
+			err = fmt.Errorf("%w: %w", errHelper, werr)
+			closeSockets(socks[:])
+		}
+	}()
+	var b [8]byte
+	if _, err := io.ReadFull(outR, b[:]); err != nil {
+		return socks, fmt.Errorf("%w: no sockets (%w)", errHelper, err)
+	}
+	for i := range socks {
+		n := int(int32(binary.NativeEndian.Uint32(b[4*i:])))
+		fd, err := unix.PidfdGetfd(pidfd, n, 0)
+		if err != nil {
+			closeSockets(socks[:i])
+			return socks, fmt.Errorf("%w: pidfd_getfd: %w", errHelper, err)
+		}
+		socks[i] = fd
+	}
+	return socks, nil
+}
+
+func closeSockets(fds []int) {
+	for _, fd := range fds {
+		if fd > 0 {
+			_ = unix.Close(fd)
+		}
+	}
+}
+
+// viaHelper returns a runner that works on a rootless container's table from this process,
+// through sockets the socket helper created in the container's namespaces. Operations that
+// start processes in the namespace (the resolver) or probe a fresh one, and any failure of
+// the helper mechanism itself (an old kernel without pidfd_getfd, a binary built without the
+// entry point), go to fallback.
+func viaHelper(exe string, id state.NetNSIdentity, fallback runner) runner {
+	return func(ctx context.Context, op Op) (Result, error) {
+		if op.Resolver != nil || op.Probe {
+			return fallback(ctx, op)
+		}
+		if err := op.validate(); err != nil {
+			return Result{Err: err.Error()}, err
+		}
+		socks, err := helperSockets(ctx, exe, id)
+		if errors.Is(err, errHelper) {
+			return fallback(ctx, op)
+		}
+		if err != nil {
+			return Result{}, err
+		}
+		c, err := nft.OpenAdopted(socks[0], socks[1])
+		if err != nil {
+			return fallback(ctx, op)
+		}
+		defer c.Close()
+		res := runOp(ctx, c, nft.Target{}, "", op)
+		if res.Err != "" {
+			return res, errors.New(res.Err)
+		}
+		return res, nil
+	}
+}
+
 // viaNsenter returns a runner that re-executes exe under nsenter in the container's user and
 // network namespaces: a Go process cannot join a user namespace itself (it is multithreaded).
+// An empty nsenter is looked up on PATH when first needed.
 func viaNsenter(nsenter, exe string, id state.NetNSIdentity) runner {
 	return func(ctx context.Context, op Op) (Result, error) {
+		if nsenter == "" {
+			var err error
+			if nsenter, err = exec.LookPath("nsenter"); err != nil {
+				return Result{}, fmt.Errorf("rootless containers are reached through nsenter (util-linux): %w", err)
+			}
+		}
 		return runChild(ctx, exec.CommandContext(ctx, nsenter, "--target", strconv.Itoa(id.PID), "--user", "--net",
 			"--preserve-credentials", "--", exe, OpCommand), op)
 	}

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -21,29 +22,50 @@ import (
 // testUser is the unprivileged account the rootless tests run commands as.
 const testUser = "terok-test"
 
+// shieldBinary builds the terok-shield binary once (as the Makefile does) into a
+// world-readable directory.
+func shieldBinary(t testing.TB) string {
+	return builtOnce(t, "terok-shield", testbin.BuildShield)
+}
+
+// plainBinary builds terok-shield without its assembly entry point (as a plain `go build`
+// does), next to shieldBinary's.
+func plainBinary(t testing.TB) string {
+	return builtOnce(t, "terok-shield-plain", testbin.Build)
+}
+
 var (
-	buildOnce sync.Once
-	buildDir  string
-	buildErr  error
+	buildMu  sync.Mutex
+	buildDir string
+	builds   = map[string]error{}
 )
 
-// shieldBinary builds the terok-shield binary once into a world-readable directory.
-func shieldBinary(t testing.TB) string {
+// builtOnce builds the shim as name with build, once per test process, into a shared
+// world-readable directory (the rootless user runs it).
+func builtOnce(t testing.TB, name string, build func(out, pkg string) error) string {
 	t.Helper()
-	buildOnce.Do(func() {
-		buildDir, buildErr = os.MkdirTemp("", "terok-shield-bin-")
-		if buildErr != nil {
-			return
+	buildMu.Lock()
+	defer buildMu.Unlock()
+	if buildDir == "" {
+		dir, err := os.MkdirTemp("", "terok-shield-bin-")
+		if err == nil {
+			err = os.Chmod(dir, 0o755)
 		}
-		if buildErr = os.Chmod(buildDir, 0o755); buildErr != nil {
-			return
+		if err != nil {
+			t.Fatal(err)
 		}
-		buildErr = testbin.Build(filepath.Join(buildDir, "terok-shield"), "../shim")
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
+		buildDir = dir
 	}
-	return filepath.Join(buildDir, "terok-shield")
+	out := filepath.Join(buildDir, name)
+	err, done := builds[name]
+	if !done {
+		err = build(out, "../shim")
+		builds[name] = err
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
 
 // rootlessSetup starts a fake rootless container of terok-test, shields it in a state root
@@ -210,4 +232,46 @@ func checkTable(t testing.TB, fc *fakeContainer, n int) {
 		t.Errorf("live allow sets cover %d addresses, want %d", got, n)
 	}
 	_ = context.Background()
+}
+
+// TestRootlessSocketHelper tells the two rootless paths apart by taking nsenter away: the
+// binary with its entry point works on the container's table from one process (the socket
+// helper) and needs no nsenter for ruleset-only commands; a binary without it falls back to
+// nsenter, and says so when there is none.
+func TestRootlessSocketHelper(t *testing.T) {
+	uid, stateDir, fc := rootlessSetup(t)
+	noNsenter := t.TempDir() // a PATH without nsenter, but with what the commands may need
+	if err := os.Chmod(noNsenter, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	run := func(bin, path string, args ...string) (string, error) {
+		u := strconv.Itoa(uid)
+		cmd := exec.Command("setpriv", append([]string{"--reuid", u, "--regid", u, "--clear-groups", "--", bin}, args...)...)
+		cmd.Env = []string{"PATH=" + path, "TEROK_SHIELD_STATE_DIR=" + stateDir, "HOME=/nonexistent"}
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	fullPath := "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+	for _, args := range [][]string{
+		{"allow", "web", "203.0.113.21"}, {"deny", "web", "203.0.113.22"}, {"status", "web"},
+		{"rules", "web"}, {"down", "web"}, {"up", "web"},
+	} {
+		if out, err := run(shieldBinary(t), noNsenter, args...); err != nil {
+			t.Errorf("%v with the socket helper and no nsenter: %v: %s", args, err, out)
+		}
+	}
+	sets := liveSets(t, fc)
+	if !slices.Contains(sets["allow_v4"], "203.0.113.21/32") || !slices.Contains(sets["deny_v4"], "203.0.113.22/32") {
+		t.Errorf("live sets after the helper's allow and deny: %v", sets)
+	}
+	out, err := run(plainBinary(t), noNsenter, "allow", "web", "203.0.113.23")
+	if err == nil || !strings.Contains(out, "reached through nsenter") {
+		t.Errorf("without the entry point and without nsenter: %v: %q, want the nsenter error", err, out)
+	}
+	if out, err := run(plainBinary(t), fullPath, "allow", "web", "203.0.113.23"); err != nil {
+		t.Errorf("without the entry point, through nsenter: %v: %s", err, out)
+	}
+	if sets := liveSets(t, fc); !slices.Contains(sets["allow_v4"], "203.0.113.23/32") {
+		t.Errorf("allow_v4 after the nsenter fallback's allow: %v", sets["allow_v4"])
+	}
 }

@@ -55,7 +55,7 @@ func requireBench(b testing.TB) string {
 func buildBinary(b testing.TB, dir string) string {
 	b.Helper()
 	out := filepath.Join(dir, "terok-shield")
-	if err := testbin.Build(out, "github.com/terok-ai/terok-shield/shim"); err != nil {
+	if err := testbin.BuildShield(out, "github.com/terok-ai/terok-shield/shim"); err != nil {
 		b.Fatal(err)
 	}
 	return out

@@ -68,7 +68,7 @@ func (h *Harness) ShimDir() (string, error) {
 
 // BuildShim builds the static terok-shield binary at out (mode 0755).
 func BuildShim(out string) error {
-	if err := testbin.Build(out, "github.com/terok-ai/terok-shield/shim"); err != nil {
+	if err := testbin.BuildShield(out, "github.com/terok-ai/terok-shield/shim"); err != nil {
 		return err
 	}
 	if err := os.Chmod(out, 0o755); err != nil {

@@ -7,6 +7,8 @@ import (
 	"errors"
 	"net/netip"
 	"sync"
+
+	"golang.org/x/sys/unix"
 )
 
 // Conn is an open handle on one network namespace: netlink sockets created
@@ -33,6 +35,25 @@ func Open(ctx context.Context, t Target) (*Conn, error) {
 	}
 	return &Conn{s: s}, nil
 }
+
+// OpenAdopted returns a Conn on two netlink netfilter sockets that another process created
+// inside the target network namespace and handed over (pidfd_getfd): a caller that may not
+// enter the namespace itself (a rootless container's owner, whose process cannot join a user
+// namespace) can still work on its table, since the kernel checks the capabilities of the
+// socket's creator and of the sender against the namespace's owner. The sockets must be
+// blocking and unbound; they are closed, also on error.
+func OpenAdopted(nftSock, rawSock int) (*Conn, error) {
+	defer unix.Close(nftSock)
+	defer unix.Close(rawSock)
+	s, err := openSession(&[2]int{nftSock, rawSock})
+	if err != nil {
+		return nil, err
+	}
+	return &Conn{s: s}, nil
+}
+
+// SyncSets is SyncSets through c.
+func (c *Conn) SyncSets(ctx context.Context, r *Ruleset) error { return c.run(ctx, syncStep(r)) }
 
 // Close releases the sockets; it does not wait for the kernel's deferred
 // destruction that closing them may start.

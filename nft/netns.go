@@ -4,6 +4,7 @@ package nft
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"runtime"
 
@@ -30,6 +31,7 @@ type session struct {
 	sndbuf    int           // effective SO_SNDBUF of c, as reported by the kernel
 	rawSndbuf int           // effective SO_SNDBUF of raw
 	seq       uint32        // last sequence number used on raw
+	replaced  []int         // sockets replaced by adopted ones (OpenAdopted), closed last
 }
 
 // growSendBuffer asks for a large send buffer and returns the size granted:
@@ -79,7 +81,7 @@ func (t Target) do(ctx context.Context, fn func(s *session) error) error {
 // netlink I/O costs no thread hand-offs.
 func (t Target) open() (*session, error) {
 	if t.NetNSPath == "" {
-		return openSession()
+		return openSession(nil)
 	}
 	type result struct {
 		s   *session
@@ -99,7 +101,7 @@ func (t Target) open() (*session, error) {
 			ch <- result{err: fmt.Errorf("enter netns %s: %w", t.NetNSPath, err)}
 			return
 		}
-		s, err := openSession()
+		s, err := openSession(nil)
 		ch <- result{s, err}
 	}()
 	r := <-ch
@@ -108,35 +110,109 @@ func (t Target) open() (*session, error) {
 
 // openSession opens both sockets of a session in the calling thread's
 // namespace: the raw one too, so that no socket is ever created later,
-// elsewhere.
-func openSession() (*session, error) {
+// elsewhere. With adopt, the two sockets are replaced by adopt's (see
+// OpenAdopted) right after they are created.
+func openSession(adopt *[2]int) (*session, error) {
 	s := &session{}
 	c, err := nftables.New(nftables.AsLasting(), nftables.WithSockOptions(func(nc *netlink.Conn) (err error) {
+		if adopt != nil {
+			if err := s.adopt(nc, adopt[0]); err != nil {
+				return err
+			}
+		}
 		s.sndbuf, err = growSendBuffer(nc)
 		return err
 	}))
 	if err != nil {
+		s.closeReplaced()
 		return nil, fmt.Errorf("open nftables netlink socket: %w", err)
 	}
 	s.c = c
 	nc, err := netlink.Dial(unix.NETLINK_NETFILTER, nil)
 	if err != nil {
 		_ = c.CloseLasting()
+		s.closeReplaced()
 		return nil, fmt.Errorf("open netlink socket: %w", err)
 	}
-	if s.rawSndbuf, err = growSendBuffer(nc); err != nil {
+	if adopt != nil {
+		err = s.adopt(nc, adopt[1])
+	}
+	if err == nil {
+		s.rawSndbuf, err = growSendBuffer(nc)
+	}
+	if err != nil {
 		_ = c.CloseLasting()
 		_ = nc.Close()
+		s.closeReplaced()
 		return nil, fmt.Errorf("size netlink socket: %w", err)
 	}
 	s.raw = nc
 	return s, nil
 }
 
+// adopt replaces nc's socket by fd (adoptSocket), keeping the replaced socket open until the
+// session closes: its port id stays taken in this namespace, so the session's next socket
+// gets another one, which is then also free for the adopted socket in the target namespace.
+func (s *session) adopt(nc *netlink.Conn, fd int) error {
+	rc, err := nc.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var kept int
+	var derr error
+	if err := rc.Control(func(own uintptr) { kept, derr = unix.FcntlInt(own, unix.F_DUPFD_CLOEXEC, 0) }); err != nil || derr != nil {
+		return fmt.Errorf("adopt socket: %w", errors.Join(err, derr))
+	}
+	s.replaced = append(s.replaced, kept)
+	return adoptSocket(nc, fd)
+}
+
+// closeReplaced closes the sockets that adopted ones replaced.
+func (s *session) closeReplaced() {
+	for _, fd := range s.replaced {
+		_ = unix.Close(fd)
+	}
+	s.replaced = nil
+}
+
+// adoptSocket makes nc use the netlink socket fd instead of the one it opened: fd is bound to
+// the same port id (netlink replies carry it, and the library checks it) and then duplicated
+// over nc's descriptor, which closes nc's own socket. fd must be a blocking socket: the
+// runtime's poller knew only the replaced one, so this socket must never report EAGAIN.
+// The caller still closes fd (a copy now lives on in nc).
+func adoptSocket(nc *netlink.Conn, fd int) error {
+	rc, err := nc.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var aerr error
+	err = rc.Control(func(own uintptr) {
+		sa, err := unix.Getsockname(int(own))
+		if err != nil {
+			aerr = fmt.Errorf("adopt socket: %w", err)
+			return
+		}
+		nl, ok := sa.(*unix.SockaddrNetlink)
+		if !ok {
+			aerr = errors.New("adopt socket: not a netlink socket")
+			return
+		}
+		if err := unix.Bind(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK, Pid: nl.Pid}); err != nil {
+			aerr = fmt.Errorf("adopt socket: bind port %d: %w", nl.Pid, err)
+			return
+		}
+		if err := unix.Dup3(fd, int(own), unix.O_CLOEXEC); err != nil {
+			aerr = fmt.Errorf("adopt socket: %w", err)
+		}
+	})
+	return errors.Join(err, aerr)
+}
+
 // close closes the session's sockets.
 func (s *session) close() {
 	_ = s.c.CloseLasting()
 	_ = s.raw.Close()
+	s.closeReplaced()
 }
 
 // rawConn returns the session's plain netfilter netlink socket, for

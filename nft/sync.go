@@ -18,18 +18,23 @@ import (
 // are destroyed in a second transaction (the deny sets, checked first,
 // already block them). A ruleset without sets (block) changes nothing.
 func SyncSets(ctx context.Context, t Target, r *Ruleset) error {
-	if r == nil {
-		return errors.New("sync sets: nil ruleset")
-	}
-	if len(r.sets) == 0 {
-		return nil
-	}
-	return t.do(ctx, func(s *session) error {
+	return t.do(ctx, syncStep(r))
+}
+
+// syncStep is SyncSets' work on an open session.
+func syncStep(r *Ruleset) func(s *session) error {
+	return func(s *session) error {
+		if r == nil {
+			return errors.New("sync sets: nil ruleset")
+		}
+		if len(r.sets) == 0 {
+			return nil
+		}
 		if err := syncSets(s, r); err != nil {
 			return fmt.Errorf("sync sets: %w", err)
 		}
 		return nil
-	})
+	}
 }
 
 func syncSets(s *session, r *Ruleset) error {

@@ -45,6 +45,11 @@ func run(args, env []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return runShim(args, env, stdin, stdout, stderr)
 	case len(args) == 3 && args[1] == "hook":
 		return runHookFast(args[2], stdin, stderr)
+	case len(args) == 2 && args[1] == control.SocketHelper:
+		// Reached only when the assembly entry point is not linked in (see nsfdEntry): the
+		// caller falls back to its nsenter path.
+		fmt.Fprintln(stderr, "terok-shield: built without the namespace entry point (-ldflags=-E=main.nsfdEntry)")
+		return control.SocketHelperMissing
 	case len(args) == 2 && args[1] == control.OpCommand:
 		return exitCode(control.ServeOp(context.Background(), stdin, stdout), stderr)
 	}

@@ -24,7 +24,7 @@ var buildOnce = sync.OnceValues(func() (string, error) {
 		return "", err
 	}
 	bin := filepath.Join(dir, "terok-shield")
-	return bin, testbin.Build(bin, ".")
+	return bin, testbin.BuildShield(bin, ".")
 })
 
 // shimEnv builds a PATH with the shim (as podman) first and a fake real podman after it.
