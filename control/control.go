@@ -218,7 +218,9 @@ func (c *Controller) change(ctx context.Context, query string, targets []string,
 	}
 	var changes []Change
 	var restarted bool
+	var written *state.Data // what Update wrote: its audit settings, without another read
 	err = b.Update(func(d *state.Data) error {
+		written = d
 		changes = changes[:0]
 		run, err := c.runnerFor(d)
 		if err != nil {
@@ -226,6 +228,10 @@ func (c *Controller) change(ctx context.Context, query string, targets []string,
 		}
 		dead := resolverNeeded(d) && !resolverAlive(b.Dir())
 		oldNames := hook.ResolverNames(d)
+		before, err := hook.PolicyFor(d)
+		if err != nil {
+			return err
+		}
 		var forget, lookup []string
 		for _, e := range entries {
 			ch := Change{Container: d.Container, Action: action, Target: e.String(), Kind: kindName(e)}
@@ -266,7 +272,7 @@ func (c *Controller) change(ctx context.Context, query string, targets []string,
 		if err != nil {
 			return err
 		}
-		op := Op{Sync: &policy}
+		op := Op{Sync: &policy, SyncFrom: &before}
 		restore := func() {}
 		if !slices.Equal(oldNames, hook.ResolverNames(d)) && d.Resolver.Tier == state.TierDnsmasq && d.Mode != state.ModeBlock {
 			if restore, _, err = c.writeResolverConf(b, d, policy); err != nil {
@@ -314,7 +320,7 @@ func (c *Controller) change(ctx context.Context, query string, targets []string,
 	if err != nil {
 		return nil, err
 	}
-	al := b.AuditLog()
+	al := b.AuditLogFor(written)
 	var errs []error
 	if restarted {
 		errs = append(errs, auditRestart(b, changes[0].Container, action))

@@ -44,13 +44,19 @@ type Op struct {
 	NetNSInode uint64      `json:"netns_inode"`
 	Apply      *nft.Policy `json:"apply,omitempty"`
 	Sync       *nft.Policy `json:"sync,omitempty"`
-	Resolver   *ResolverOp `json:"resolver,omitempty"`
+	// SyncFrom is the policy the live sets hold before Sync (the bundle's previous state):
+	// Sync then sends only the difference and reads no set back (nft.Conn.SyncSetsFrom).
+	SyncFrom *nft.Policy `json:"sync_from,omitempty"`
+	Resolver *ResolverOp `json:"resolver,omitempty"`
 	// Inspect reads the live table and verifies it against this policy.
 	Inspect *nft.Policy `json:"inspect,omitempty"`
 	List    bool        `json:"list,omitempty"`
 	// Probe builds, applies and verifies an enforce table in the Op's own namespace and
 	// ignores NetNSInode (doctor, in a fresh namespace).
 	Probe bool `json:"probe,omitempty"`
+
+	// The rulesets of Apply, Sync, SyncFrom and Inspect, built by validate.
+	apply, sync, syncFrom, inspect *nft.Ruleset
 }
 
 // ResolverOp changes the per-container resolver. Its configuration file has been written.
@@ -83,13 +89,18 @@ const lookupTimeout = 2 * time.Second
 
 // validate checks an Op's values before anything runs.
 func (op *Op) validate() error {
-	for _, p := range []*nft.Policy{op.Apply, op.Sync, op.Inspect} {
-		if p == nil {
+	for _, step := range []struct {
+		p  *nft.Policy
+		rs **nft.Ruleset
+	}{{op.Apply, &op.apply}, {op.Sync, &op.sync}, {op.SyncFrom, &op.syncFrom}, {op.Inspect, &op.inspect}} {
+		if step.p == nil {
 			continue
 		}
-		if _, err := nft.Build(*p); err != nil {
+		rs, err := nft.Build(*step.p)
+		if err != nil {
 			return err
 		}
+		*step.rs = rs
 	}
 	if r := op.Resolver; r != nil {
 		for _, n := range slices.Concat(r.Forget, r.Lookup) {
@@ -115,7 +126,7 @@ func RunOp(ctx context.Context, t nft.Target, netnsPath string, op Op) Result {
 	return runOp(ctx, c, t, netnsPath, op)
 }
 
-// runOp executes a validated op: its ruleset steps through c, its resolver steps in t and
+// runOp executes an op that validate accepted (and built): its ruleset steps through c, its resolver steps in t and
 // netnsPath (the same namespace).
 func runOp(ctx context.Context, c *nft.Conn, t nft.Target, netnsPath string, op Op) Result {
 	var res Result
@@ -129,8 +140,7 @@ func runOp(ctx context.Context, c *nft.Conn, t nft.Target, netnsPath string, op 
 			return fail(err)
 		}
 	}
-	if op.Apply != nil {
-		rs, _ := nft.Build(*op.Apply)
+	if rs := op.apply; rs != nil {
 		if err := c.Apply(ctx, rs); err != nil {
 			return fail(err)
 		}
@@ -138,9 +148,8 @@ func runOp(ctx context.Context, c *nft.Conn, t nft.Target, netnsPath string, op 
 			return fail(fmt.Errorf("ruleset applied but does not verify: %w", err))
 		}
 	}
-	if op.Sync != nil {
-		rs, _ := nft.Build(*op.Sync)
-		if err := c.SyncSets(ctx, rs); err != nil {
+	if op.sync != nil {
+		if err := c.SyncSetsFrom(ctx, op.syncFrom, op.sync); err != nil {
 			return fail(err)
 		}
 	}
@@ -156,8 +165,7 @@ func runOp(ctx context.Context, c *nft.Conn, t nft.Target, netnsPath string, op 
 		}
 		res.Mode, res.Sets = st.Mode.String(), st.Sets
 		if st.Mode != nft.ModeInactive {
-			rs, _ := nft.Build(*op.Inspect)
-			if err := c.Verify(ctx, rs); err != nil {
+			if err := c.Verify(ctx, op.inspect); err != nil {
 				res.Drift = err.Error()
 			}
 		}

@@ -206,7 +206,7 @@ func PolicyFor(d *state.Data) (nft.Policy, error) {
 
 // ResolverNames returns the names the per-container resolver answers for.
 func ResolverNames(d *state.Data) []string {
-	eff := d.EffectiveAllow()
+	eff := d.EffectiveAllowNames()
 	names := append([]string(nil), eff.Domains...)
 	for _, w := range eff.Wildcards {
 		names = append(names, "*."+w)

@@ -168,6 +168,50 @@ func (d *Data) DenyEntry(e profiles.Entry) {
 // documentation for the rule.
 func (d *Data) EffectiveAllow() Entries {
 	deny := d.EffectiveDeny()
+	out := d.allowedNames(deny)
+	allowed := func(name string) bool {
+		if _, ok := slices.BinarySearch(out.Domains, name); ok {
+			return true
+		}
+		return profiles.CoveredByWildcard(name, toSet(out.Wildcards))
+	}
+	prefixes := append(slices.Clone(d.Resolved.Prefixes), d.Allow.Prefixes...)
+	if d.Static != nil {
+		for name, addrs := range d.Static.Addrs {
+			if !allowed(name) {
+				continue
+			}
+			for _, a := range addrs {
+				p := netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen())
+				if !profiles.IsPrivate(p) {
+					prefixes = append(prefixes, p)
+				}
+			}
+		}
+	}
+	for _, p := range profiles.MergePrefixes(prefixes) {
+		if !slices.ContainsFunc(deny.Prefixes, func(q netip.Prefix) bool { return q.Bits() <= p.Bits() && q.Contains(p.Addr()) }) {
+			out.Prefixes = append(out.Prefixes, p)
+		}
+	}
+	return out
+}
+
+// EffectiveAllowNames is EffectiveAllow's domains and wildcards alone, without the cost of
+// merging the prefixes (what the resolver needs).
+func (d *Data) EffectiveAllowNames() Entries {
+	return d.allowedNames(Entries{Domains: d.sortedDenyDomains(), Wildcards: d.Deny.Wildcards})
+}
+
+func (d *Data) sortedDenyDomains() []string {
+	out := slices.Clone(d.Deny.Domains)
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// allowedNames returns the allowed domains and wildcards (sorted) given the effective deny
+// list (its domains sorted).
+func (d *Data) allowedNames(deny Entries) Entries {
 	denyW := make(map[string]struct{}, len(deny.Wildcards))
 	for _, w := range deny.Wildcards {
 		denyW[w] = struct{}{}
@@ -190,32 +234,6 @@ func (d *Data) EffectiveAllow() Entries {
 	for _, w := range slices.Compact(wild) {
 		if _, ok := denyW[w]; !ok && !profiles.CoveredByWildcard(w, denyW) {
 			out.Wildcards = append(out.Wildcards, w)
-		}
-	}
-	allowed := func(name string) bool {
-		if _, ok := slices.BinarySearch(out.Domains, name); ok {
-			return true
-		}
-		return profiles.CoveredByWildcard(name, toSet(out.Wildcards))
-	}
-
-	prefixes := append(slices.Clone(d.Resolved.Prefixes), d.Allow.Prefixes...)
-	if d.Static != nil {
-		for name, addrs := range d.Static.Addrs {
-			if !allowed(name) {
-				continue
-			}
-			for _, a := range addrs {
-				p := netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen())
-				if !profiles.IsPrivate(p) {
-					prefixes = append(prefixes, p)
-				}
-			}
-		}
-	}
-	for _, p := range profiles.MergePrefixes(prefixes) {
-		if !slices.ContainsFunc(deny.Prefixes, func(q netip.Prefix) bool { return q.Bits() <= p.Bits() && q.Contains(p.Addr()) }) {
-			out.Prefixes = append(out.Prefixes, p)
 		}
 	}
 	return out

@@ -80,6 +80,10 @@ func TestEffective(t *testing.T) {
 			if diff := cmp.Diff(tt.wantDeny, tt.data.EffectiveDeny(), prefixCmp); diff != "" {
 				t.Errorf("EffectiveDeny mismatch (-want +got):\n%s", diff)
 			}
+			names := Entries{Domains: tt.allow.Domains, Wildcards: tt.allow.Wildcards}
+			if diff := cmp.Diff(names, tt.data.EffectiveAllowNames(), prefixCmp); diff != "" {
+				t.Errorf("EffectiveAllowNames mismatch (-want +got):\n%s", diff)
+			}
 		})
 	}
 }
