@@ -352,40 +352,43 @@ const SocketHelperMissing = 99
 var errHelper = errors.New("socket helper")
 
 // helperSockets runs exe as the socket helper in the namespaces of the container process
-// id.PID and returns the two sockets it created there. The network namespace is opened once
-// and its inode checked against the identity, so a reused pid cannot redirect the sockets.
-func helperSockets(ctx context.Context, exe string, id state.NetNSIdentity) (socks [2]int, err error) {
+// id.PID and returns the two sockets it created there, and release, which lets the helper
+// exit. The network namespace is opened once and its inode checked against the identity, so
+// a reused pid cannot redirect the sockets. Call release only after closing every copy of
+// the sockets: the helper then drops the last references, and the kernel's wait that closing
+// a netfilter socket right after a commit costs (an RCU grace period) falls to it.
+func helperSockets(ctx context.Context, exe string, id state.NetNSIdentity) (socks [2]int, release func(), err error) {
 	proc := "/proc/" + strconv.Itoa(id.PID)
 	netns, err := os.Open(proc + "/ns/net")
 	if err != nil {
-		return socks, fmt.Errorf("open container network namespace: %w", err)
+		return socks, nil, fmt.Errorf("open container network namespace: %w", err)
 	}
 	defer netns.Close()
 	var st unix.Stat_t
 	if err := unix.Fstat(int(netns.Fd()), &st); err != nil {
-		return socks, fmt.Errorf("open container network namespace: %w", err)
+		return socks, nil, fmt.Errorf("open container network namespace: %w", err)
 	}
 	if st.Ino != id.NetNSInode {
-		return socks, errNotRunning
+		return socks, nil, errNotRunning
 	}
 	userns, err := os.Open(proc + "/ns/user")
 	if err != nil {
-		return socks, fmt.Errorf("%w: open container user namespace: %w", errHelper, err)
+		return socks, nil, fmt.Errorf("%w: open container user namespace: %w", errHelper, err)
 	}
 	defer userns.Close()
 	inR, inW, err := os.Pipe()
 	if err != nil {
-		return socks, fmt.Errorf("%w: %w", errHelper, err)
+		return socks, nil, fmt.Errorf("%w: %w", errHelper, err)
 	}
-	defer inW.Close()
 	outR, outW, err := os.Pipe()
 	if err != nil {
 		inR.Close()
-		return socks, fmt.Errorf("%w: %w", errHelper, err)
+		inW.Close()
+		return socks, nil, fmt.Errorf("%w: %w", errHelper, err)
 	}
 	defer outR.Close()
 	pidfd := -1
-	cmd := exec.CommandContext(ctx, exe, SocketHelper)
+	cmd := exec.Command(exe, SocketHelper)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = inR, outW, nil
 	cmd.ExtraFiles = []*os.File{userns, netns}
 	cmd.Env = []string{}
@@ -394,30 +397,33 @@ func helperSockets(ctx context.Context, exe string, id state.NetNSIdentity) (soc
 	inR.Close()
 	outW.Close()
 	if err != nil {
-		return socks, fmt.Errorf("%w: %w", errHelper, err)
+		inW.Close()
+		return socks, nil, fmt.Errorf("%w: %w", errHelper, err)
 	}
 	defer unix.Close(pidfd)
-	defer func() {
+	release = func() {
 		inW.Close() // the helper exits at EOF
-		if werr := cmd.Wait(); werr != nil && err == nil {
-			err = fmt.Errorf("%w: %w", errHelper, werr)
-			closeSockets(socks[:])
-		}
-	}()
+		go func() { _ = cmd.Wait() }()
+	}
+	fail := func(err error) ([2]int, func(), error) {
+		inW.Close()
+		werr := cmd.Wait()
+		return [2]int{}, nil, fmt.Errorf("%w: %w (%v)", errHelper, err, werr)
+	}
 	var b [8]byte
 	if _, err := io.ReadFull(outR, b[:]); err != nil {
-		return socks, fmt.Errorf("%w: no sockets (%w)", errHelper, err)
+		return fail(fmt.Errorf("no sockets: %w", err))
 	}
 	for i := range socks {
 		n := int(int32(binary.NativeEndian.Uint32(b[4*i:])))
 		fd, err := unix.PidfdGetfd(pidfd, n, 0)
 		if err != nil {
 			closeSockets(socks[:i])
-			return socks, fmt.Errorf("%w: pidfd_getfd: %w", errHelper, err)
+			return fail(fmt.Errorf("pidfd_getfd: %w", err))
 		}
 		socks[i] = fd
 	}
-	return socks, nil
+	return socks, release, nil
 }
 
 func closeSockets(fds []int) {
@@ -441,19 +447,20 @@ func viaHelper(exe string, id state.NetNSIdentity, fallback runner) runner {
 		if err := op.validate(); err != nil {
 			return Result{Err: err.Error()}, err
 		}
-		socks, err := helperSockets(ctx, exe, id)
+		socks, release, err := helperSockets(ctx, exe, id)
 		if errors.Is(err, errHelper) {
 			return fallback(ctx, op)
 		}
 		if err != nil {
 			return Result{}, err
 		}
+		defer release() // after c.Close: see helperSockets
 		c, err := nft.OpenAdopted(socks[0], socks[1])
 		if err != nil {
 			return fallback(ctx, op)
 		}
-		defer c.Close()
 		res := runOp(ctx, c, nft.Target{}, "", op)
+		_ = c.Close()
 		if res.Err != "" {
 			return res, errors.New(res.Err)
 		}

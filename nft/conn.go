@@ -16,9 +16,10 @@ import (
 // once and never wait for socket teardown in between. A Conn is safe for
 // concurrent use; operations run one at a time. Close releases it.
 type Conn struct {
-	mu     sync.Mutex
-	s      *session // nil once closed
-	closed bool
+	mu      sync.Mutex
+	s       *session // nil once closed
+	closed  bool
+	adopted bool // OpenAdopted: Close closes at once (see there)
 }
 
 // ErrClosed is returned by operations on a closed Conn.
@@ -42,6 +43,12 @@ func Open(ctx context.Context, t Target) (*Conn, error) {
 // namespace) can still work on its table, since the kernel checks the capabilities of the
 // socket's creator and of the sender against the namespace's owner. The sockets must be
 // blocking and unbound; they are closed, also on error.
+//
+// Closing a netfilter netlink socket shortly after a commit waits for the kernel to free the
+// transaction (an RCU grace period, ~10 ms) when it drops the last reference to the socket.
+// Close on an adopted Conn therefore closes at once: while the process that created the
+// sockets still holds them, that is never the last reference, and the wait falls to that
+// process when it ends, not to the caller.
 func OpenAdopted(nftSock, rawSock int) (*Conn, error) {
 	defer unix.Close(nftSock)
 	defer unix.Close(rawSock)
@@ -49,7 +56,7 @@ func OpenAdopted(nftSock, rawSock int) (*Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Conn{s: s}, nil
+	return &Conn{s: s, adopted: true}, nil
 }
 
 // SyncSets is SyncSets through c.
@@ -62,7 +69,11 @@ func (c *Conn) Close() error {
 	defer c.mu.Unlock()
 	if !c.closed {
 		c.closed = true
-		go c.s.close()
+		if c.adopted {
+			c.s.close()
+		} else {
+			go c.s.close()
+		}
 	}
 	return nil
 }

@@ -31,7 +31,6 @@ type session struct {
 	sndbuf    int           // effective SO_SNDBUF of c, as reported by the kernel
 	rawSndbuf int           // effective SO_SNDBUF of raw
 	seq       uint32        // last sequence number used on raw
-	replaced  []int         // sockets replaced by adopted ones (OpenAdopted), closed last
 }
 
 // growSendBuffer asks for a large send buffer and returns the size granted:
@@ -111,12 +110,18 @@ func (t Target) open() (*session, error) {
 // openSession opens both sockets of a session in the calling thread's
 // namespace: the raw one too, so that no socket is ever created later,
 // elsewhere. With adopt, the two sockets are replaced by adopt's (see
-// OpenAdopted) right after they are created.
+// OpenAdopted) right after they are created. The raw socket is dialled first
+// so that both have distinct port ids before either is replaced (a replaced
+// socket's port id becomes free again in this namespace).
 func openSession(adopt *[2]int) (*session, error) {
 	s := &session{}
+	nc, err := netlink.Dial(unix.NETLINK_NETFILTER, nil)
+	if err != nil {
+		return nil, fmt.Errorf("open netlink socket: %w", err)
+	}
 	c, err := nftables.New(nftables.AsLasting(), nftables.WithSockOptions(func(nc *netlink.Conn) (err error) {
 		if adopt != nil {
-			if err := s.adopt(nc, adopt[0]); err != nil {
+			if err := adoptSocket(nc, adopt[0]); err != nil {
 				return err
 			}
 		}
@@ -124,18 +129,12 @@ func openSession(adopt *[2]int) (*session, error) {
 		return err
 	}))
 	if err != nil {
-		s.closeReplaced()
+		_ = nc.Close()
 		return nil, fmt.Errorf("open nftables netlink socket: %w", err)
 	}
 	s.c = c
-	nc, err := netlink.Dial(unix.NETLINK_NETFILTER, nil)
-	if err != nil {
-		_ = c.CloseLasting()
-		s.closeReplaced()
-		return nil, fmt.Errorf("open netlink socket: %w", err)
-	}
 	if adopt != nil {
-		err = s.adopt(nc, adopt[1])
+		err = adoptSocket(nc, adopt[1])
 	}
 	if err == nil {
 		s.rawSndbuf, err = growSendBuffer(nc)
@@ -143,36 +142,10 @@ func openSession(adopt *[2]int) (*session, error) {
 	if err != nil {
 		_ = c.CloseLasting()
 		_ = nc.Close()
-		s.closeReplaced()
 		return nil, fmt.Errorf("size netlink socket: %w", err)
 	}
 	s.raw = nc
 	return s, nil
-}
-
-// adopt replaces nc's socket by fd (adoptSocket), keeping the replaced socket open until the
-// session closes: its port id stays taken in this namespace, so the session's next socket
-// gets another one, which is then also free for the adopted socket in the target namespace.
-func (s *session) adopt(nc *netlink.Conn, fd int) error {
-	rc, err := nc.SyscallConn()
-	if err != nil {
-		return err
-	}
-	var kept int
-	var derr error
-	if err := rc.Control(func(own uintptr) { kept, derr = unix.FcntlInt(own, unix.F_DUPFD_CLOEXEC, 0) }); err != nil || derr != nil {
-		return fmt.Errorf("adopt socket: %w", errors.Join(err, derr))
-	}
-	s.replaced = append(s.replaced, kept)
-	return adoptSocket(nc, fd)
-}
-
-// closeReplaced closes the sockets that adopted ones replaced.
-func (s *session) closeReplaced() {
-	for _, fd := range s.replaced {
-		_ = unix.Close(fd)
-	}
-	s.replaced = nil
 }
 
 // adoptSocket makes nc use the netlink socket fd instead of the one it opened: fd is bound to
@@ -212,7 +185,6 @@ func adoptSocket(nc *netlink.Conn, fd int) error {
 func (s *session) close() {
 	_ = s.c.CloseLasting()
 	_ = s.raw.Close()
-	s.closeReplaced()
 }
 
 // rawConn returns the session's plain netfilter netlink socket, for
