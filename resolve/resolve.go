@@ -15,15 +15,19 @@ package resolve
 import (
 	"cmp"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
 	"net/netip"
 	"slices"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/miekg/dns"
+	"golang.org/x/net/dns/dnsmessage"
 
 	"github.com/terok-ai/terok-shield/profiles"
 )
@@ -107,10 +111,10 @@ func (r *Resolver) Resolve(ctx context.Context, names []string) []Result {
 func (r *Resolver) one(ctx context.Context, name string) Result {
 	res := Result{Name: name}
 	var errs []string
-	for _, qt := range []uint16{dns.TypeA, dns.TypeAAAA} {
+	for _, qt := range []dnsmessage.Type{dnsmessage.TypeA, dnsmessage.TypeAAAA} {
 		addrs, err := r.chase(ctx, name, qt)
 		if err != nil {
-			errs = append(errs, fmt.Sprintf("%s: %v", dns.TypeToString[qt], err))
+			errs = append(errs, fmt.Sprintf("%s: %v", typeName(qt), err))
 			continue
 		}
 		for _, a := range addrs {
@@ -135,8 +139,11 @@ func sortAddrs(as []netip.Addr) []netip.Addr {
 
 // chase queries name for qt and follows the CNAME chain, within one answer and across
 // further queries, at most MaxChain links.
-func (r *Resolver) chase(ctx context.Context, name string, qt uint16) ([]netip.Addr, error) {
-	target := dns.Fqdn(strings.ToLower(name))
+func (r *Resolver) chase(ctx context.Context, name string, qt dnsmessage.Type) ([]netip.Addr, error) {
+	target := strings.ToLower(name)
+	if !strings.HasSuffix(target, ".") {
+		target += "."
+	}
 	links := 0
 	for {
 		queried := target
@@ -144,14 +151,14 @@ func (r *Resolver) chase(ctx context.Context, name string, qt uint16) ([]netip.A
 		if err != nil {
 			return nil, err
 		}
-		if msg.Rcode == dns.RcodeNameError {
+		if msg.rcode == dnsmessage.RCodeNameError {
 			return nil, nil
 		}
 		for {
-			if addrs := addrsOf(msg.Answer, target, qt); len(addrs) > 0 {
+			if addrs := addrsOf(msg.answers, target, qt); len(addrs) > 0 {
 				return addrs, nil
 			}
-			next := cnameOf(msg.Answer, target)
+			next := cnameOf(msg.answers, target)
 			if next == "" {
 				break
 			}
@@ -168,20 +175,20 @@ func (r *Resolver) chase(ctx context.Context, name string, qt uint16) ([]netip.A
 }
 
 // addrsOf returns the addresses of type qt owned by owner in rrs.
-func addrsOf(rrs []dns.RR, owner string, qt uint16) []netip.Addr {
+func addrsOf(rrs []dnsmessage.Resource, owner string, qt dnsmessage.Type) []netip.Addr {
 	var out []netip.Addr
 	for _, rr := range rrs {
-		if !strings.EqualFold(rr.Header().Name, owner) {
+		if !strings.EqualFold(rr.Header.Name.String(), owner) {
 			continue
 		}
-		switch v := rr.(type) {
-		case *dns.A:
-			if a, ok := netip.AddrFromSlice(v.A.To4()); ok && qt == dns.TypeA {
-				out = append(out, a)
+		switch v := rr.Body.(type) {
+		case *dnsmessage.AResource:
+			if qt == dnsmessage.TypeA {
+				out = append(out, netip.AddrFrom4(v.A))
 			}
-		case *dns.AAAA:
-			if a, ok := netip.AddrFromSlice(v.AAAA.To16()); ok && qt == dns.TypeAAAA {
-				out = append(out, a.Unmap())
+		case *dnsmessage.AAAAResource:
+			if qt == dnsmessage.TypeAAAA {
+				out = append(out, netip.AddrFrom16(v.AAAA).Unmap())
 			}
 		}
 	}
@@ -189,45 +196,179 @@ func addrsOf(rrs []dns.RR, owner string, qt uint16) []netip.Addr {
 }
 
 // cnameOf returns the lower-cased CNAME target of owner in rrs, or "".
-func cnameOf(rrs []dns.RR, owner string) string {
+func cnameOf(rrs []dnsmessage.Resource, owner string) string {
 	for _, rr := range rrs {
-		if c, ok := rr.(*dns.CNAME); ok && strings.EqualFold(c.Hdr.Name, owner) {
-			return strings.ToLower(c.Target)
+		if c, ok := rr.Body.(*dnsmessage.CNAMEResource); ok && strings.EqualFold(rr.Header.Name.String(), owner) {
+			return strings.ToLower(c.CNAME.String())
 		}
 	}
 	return ""
 }
 
+func typeName(t dnsmessage.Type) string {
+	if t == dnsmessage.TypeAAAA {
+		return "AAAA"
+	}
+	return "A"
+}
+
+// answer is the part of a response the resolver uses.
+type answer struct {
+	rcode   dnsmessage.RCode
+	answers []dnsmessage.Resource
+}
+
+// rcodeNames are the response codes an answer is refused for, as DNS tools print them.
+var rcodeNames = map[dnsmessage.RCode]string{
+	dnsmessage.RCodeFormatError: "FORMERR", dnsmessage.RCodeServerFailure: "SERVFAIL",
+	dnsmessage.RCodeNotImplemented: "NOTIMP", dnsmessage.RCodeRefused: "REFUSED",
+}
+
 // exchange asks the servers in turn; a truncated UDP answer is asked again over TCP. Only
 // NOERROR and NXDOMAIN are answers.
-func (r *Resolver) exchange(ctx context.Context, name string, qt uint16) (*dns.Msg, error) {
+func (r *Resolver) exchange(ctx context.Context, name string, qt dnsmessage.Type) (*answer, error) {
 	if len(r.Servers) == 0 {
 		return nil, errors.New("no upstream DNS server")
 	}
 	timeout := cmp.Or(r.Timeout, DefaultTimeout)
-	m := new(dns.Msg)
-	m.SetQuestion(name, qt)
-	m.SetEdns0(1232, false)
 	var errs []error
 	for _, s := range r.Servers {
 		addr := s.String()
-		c := &dns.Client{Net: "udp", Timeout: timeout}
-		msg, _, err := c.ExchangeContext(ctx, m, addr)
-		if err == nil && msg.Truncated {
-			c.Net = "tcp"
-			msg, _, err = c.ExchangeContext(ctx, m, addr)
-		}
+		msg, err := exchangeOne(ctx, s, name, qt, timeout)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", addr, err))
 			continue
 		}
-		if msg.Rcode != dns.RcodeSuccess && msg.Rcode != dns.RcodeNameError {
-			errs = append(errs, fmt.Errorf("%s: %s", addr, dns.RcodeToString[msg.Rcode]))
+		if msg.rcode != dnsmessage.RCodeSuccess && msg.rcode != dnsmessage.RCodeNameError {
+			rc, ok := rcodeNames[msg.rcode]
+			if !ok {
+				rc = fmt.Sprintf("rcode %d", msg.rcode)
+			}
+			errs = append(errs, fmt.Errorf("%s: %s", addr, rc))
 			continue
 		}
 		return msg, nil
 	}
 	return nil, errors.Join(errs...)
+}
+
+// exchangeOne asks server for name/qt over UDP, and over TCP when the UDP answer is truncated.
+// golang.org/x/net/dns/dnsmessage builds and parses the messages; the transport is here.
+func exchangeOne(ctx context.Context, server netip.AddrPort, name string, qt dnsmessage.Type, timeout time.Duration) (*answer, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	q, err := dnsmessage.NewName(name)
+	if err != nil {
+		return nil, fmt.Errorf("query %q: %w", name, err)
+	}
+	question := dnsmessage.Question{Name: q, Type: qt, Class: dnsmessage.ClassINET}
+	id := uint16(rand.Uint32())
+	query, err := buildQuery(id, question)
+	if err != nil {
+		return nil, err
+	}
+	conn, err := dial(ctx, "udp", server)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	if _, err := conn.Write(query); err != nil {
+		return nil, err
+	}
+	buf := make([]byte, 65535)
+	for {
+		n, err := conn.Read(buf)
+		if err != nil {
+			return nil, err
+		}
+		a, truncated, err := parseAnswer(buf[:n], id, question)
+		if errors.Is(err, errNotOurs) {
+			continue // a stray or spoofed datagram: keep waiting for the answer
+		}
+		if err != nil || !truncated {
+			return a, err
+		}
+		return exchangeTCP(ctx, server, id, question, query)
+	}
+}
+
+// exchangeTCP asks over TCP (two-byte length prefix), after a truncated UDP answer.
+func exchangeTCP(ctx context.Context, server netip.AddrPort, id uint16, question dnsmessage.Question, query []byte) (*answer, error) {
+	conn, err := dial(ctx, "tcp", server)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	framed := append(binary.BigEndian.AppendUint16(nil, uint16(len(query))), query...)
+	if _, err := conn.Write(framed); err != nil {
+		return nil, err
+	}
+	var l [2]byte
+	if _, err := io.ReadFull(conn, l[:]); err != nil {
+		return nil, err
+	}
+	buf := make([]byte, binary.BigEndian.Uint16(l[:]))
+	if _, err := io.ReadFull(conn, buf); err != nil {
+		return nil, err
+	}
+	a, _, err := parseAnswer(buf, id, question)
+	return a, err
+}
+
+// dial connects to server over network, with ctx's deadline on the connection.
+func dial(ctx context.Context, network string, server netip.AddrPort) (net.Conn, error) {
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, network, server.String())
+	if err != nil {
+		return nil, err
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		_ = conn.SetDeadline(dl)
+	}
+	return conn, nil
+}
+
+// buildQuery encodes a recursive query with an EDNS0 record (1232-byte UDP payload).
+func buildQuery(id uint16, q dnsmessage.Question) ([]byte, error) {
+	b := dnsmessage.NewBuilder(nil, dnsmessage.Header{ID: id, RecursionDesired: true})
+	b.EnableCompression()
+	var opt dnsmessage.ResourceHeader
+	err := errors.Join(b.StartQuestions(), b.Question(q), b.StartAdditionals(),
+		opt.SetEDNS0(1232, dnsmessage.RCodeSuccess, false))
+	if err == nil {
+		err = b.OPTResource(opt, dnsmessage.OPTResource{})
+	}
+	if err != nil {
+		return nil, fmt.Errorf("build query: %w", err)
+	}
+	return b.Finish()
+}
+
+// errNotOurs marks a message that does not answer the query sent.
+var errNotOurs = errors.New("not the answer to this query")
+
+// parseAnswer decodes a response to the query with id and question.
+func parseAnswer(msg []byte, id uint16, question dnsmessage.Question) (*answer, bool, error) {
+	var p dnsmessage.Parser
+	h, err := p.Start(msg)
+	if err != nil || !h.Response || h.ID != id {
+		return nil, false, errNotOurs
+	}
+	q, err := p.Question()
+	if err != nil || q.Type != question.Type || q.Class != question.Class || !strings.EqualFold(q.Name.String(), question.Name.String()) {
+		return nil, false, errNotOurs
+	}
+	if err := p.SkipAllQuestions(); err != nil {
+		return nil, false, fmt.Errorf("parse answer: %w", err)
+	}
+	if h.Truncated {
+		return nil, true, nil
+	}
+	rrs, err := p.AllAnswers()
+	if err != nil {
+		return nil, false, fmt.Errorf("parse answer: %w", err)
+	}
+	return &answer{rcode: h.RCode, answers: rrs}, false, nil
 }
 
 // Addrs returns the public addresses of the resolved results as a name → addresses map; a

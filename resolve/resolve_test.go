@@ -4,6 +4,7 @@ package resolve
 
 import (
 	"context"
+	"errors"
 	"net"
 	"net/netip"
 	"strconv"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/miekg/dns"
+	"golang.org/x/net/dns/dnsmessage"
 )
 
 var addrCmp = cmp.Options{cmp.Comparer(func(a, b netip.Addr) bool { return a == b }), cmp.Comparer(func(a, b netip.AddrPort) bool { return a == b })}
@@ -226,5 +228,49 @@ func TestHostsAndAddrs(t *testing.T) {
 	if d := cmp.Diff([]netip.AddrPort{netip.MustParseAddrPort("192.0.2.53:53"), netip.MustParseAddrPort("[2001:db8::53]:53")},
 		Servers(addrs("::ffff:192.0.2.53", "2001:db8::53")), addrCmp); d != "" {
 		t.Errorf("Servers (-want +got):\n%s", d)
+	}
+}
+
+// TestParseAnswerMatchesQuery: only a response to the very query (ID, question) is taken; a
+// stray or spoofed datagram is skipped, and a truncated one asks for TCP.
+func TestParseAnswerMatchesQuery(t *testing.T) {
+	q := dnsmessage.Question{Name: dnsmessage.MustNewName("allowed.test."), Type: dnsmessage.TypeA, Class: dnsmessage.ClassINET}
+	response := func(h dnsmessage.Header, q dnsmessage.Question) []byte {
+		b := dnsmessage.NewBuilder(nil, h)
+		if err := errors.Join(b.StartQuestions(), b.Question(q), b.StartAnswers(),
+			b.AResource(dnsmessage.ResourceHeader{Name: q.Name, Class: dnsmessage.ClassINET, TTL: 60}, dnsmessage.AResource{A: [4]byte{198, 18, 0, 1}})); err != nil {
+			t.Fatal(err)
+		}
+		msg, err := b.Finish()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return msg
+	}
+	other := q
+	other.Name = dnsmessage.MustNewName("other.test.")
+	tests := []struct {
+		name      string
+		msg       []byte
+		ours      bool
+		truncated bool
+	}{
+		{"the answer", response(dnsmessage.Header{ID: 7, Response: true}, q), true, false},
+		{"other id", response(dnsmessage.Header{ID: 8, Response: true}, q), false, false},
+		{"a query, not a response", response(dnsmessage.Header{ID: 7}, q), false, false},
+		{"other question", response(dnsmessage.Header{ID: 7, Response: true}, other), false, false},
+		{"truncated", response(dnsmessage.Header{ID: 7, Response: true, Truncated: true}, q), true, true},
+		{"garbage", []byte{1, 2, 3}, false, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a, truncated, err := parseAnswer(tt.msg, 7, q)
+			if ours := !errors.Is(err, errNotOurs); ours != tt.ours || truncated != tt.truncated {
+				t.Fatalf("parseAnswer = %v, truncated %v, %v; want ours %v, truncated %v", a, truncated, err, tt.ours, tt.truncated)
+			}
+			if tt.ours && !tt.truncated && (err != nil || len(addrsOf(a.answers, "allowed.test.", dnsmessage.TypeA)) != 1) {
+				t.Errorf("answer = %+v, %v; want one A record", a, err)
+			}
+		})
 	}
 }
