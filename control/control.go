@@ -103,10 +103,11 @@ func (c *Controller) open(query string) (*state.Bundle, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, err := b.ReadFile(state.FileBundle); errors.Is(err, fs.ErrNotExist) {
+	if _, err := b.Root().Stat(state.FileBundle); errors.Is(err, fs.ErrNotExist) {
 		b.Close()
 		return nil, fmt.Errorf("container %s is not shielded (its bundle has no %s)", name, state.FileBundle)
 	}
+	rotateResolverLog(b.Dir())
 	return b, nil
 }
 

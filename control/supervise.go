@@ -56,6 +56,13 @@ func resolverAlive(dir string) bool {
 	return err == nil && running == pid
 }
 
+// rotateResolverLog keeps the resolver's query log of the bundle at dir below
+// dnsmasq.MaxLogBytes (one previous copy is kept as dnsmasq.log.1). Every command on a
+// container and a running watch check it; a failure only leaves the log as it is.
+func rotateResolverLog(dir string) {
+	_, _ = dnsmasq.RotateLog(filepath.Join(dir, state.FileDnsmasqLog), dnsmasq.MaxLogBytes)
+}
+
 // ensureResolverOp returns op with a resolver step that starts the resolver, adding one (and
 // rewriting its configuration from d) when op has none. Call it with the bundle locked.
 func (c *Controller) ensureResolverOp(b *state.Bundle, d *state.Data, op Op) (Op, func(), error) {

@@ -68,6 +68,9 @@ type WatchOptions struct {
 // watchPoll is how often a watch checks that the container still runs.
 const watchPoll = 500 * time.Millisecond
 
+// watchRotateEvery is how many polls pass between two checks of the resolver log's size.
+const watchRotateEvery = 20
+
 // Watch streams the packets the container's log rules see, read from NFLOG group
 // nft.DefaultLogGroup inside the container's network namespace, until ctx ends (nil), Count
 // events were emitted (nil) or the container stops ("container X is not running").
@@ -124,7 +127,7 @@ func (c *Controller) Watch(ctx context.Context, query string, opts WatchOptions)
 	go func() {
 		t := time.NewTicker(watchPoll)
 		defer t.Stop()
-		for {
+		for i := 1; ; i++ {
 			select {
 			case <-ctx.Done():
 				return
@@ -133,6 +136,9 @@ func (c *Controller) Watch(ctx context.Context, query string, opts WatchOptions)
 					close(stopped)
 					cancel()
 					return
+				}
+				if i%watchRotateEvery == 0 {
+					rotateResolverLog(b.Dir()) // the watch reads it; it also keeps it bounded
 				}
 			}
 		}

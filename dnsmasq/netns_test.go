@@ -710,3 +710,46 @@ func TestLaunchThenStop(t *testing.T) {
 		t.Error("Ended still nil after Stop")
 	}
 }
+
+// TestRotateLog: a query log above the limit is copied to .1 and emptied in place, and the
+// running resolver (which dropped its privileges and cannot reopen it) goes on writing to it;
+// one below the limit is left alone.
+func TestRotateLog(t *testing.T) {
+	tp := newTopology(t)
+	c := baseConfig(tp)
+	tp.start(t, "main", c)
+	ask := func(name string) {
+		t.Helper()
+		if _, err := tp.query(lo4, "udp", name, dns.TypeA); err != nil {
+			t.Fatalf("query %s: %v", name, err)
+		}
+	}
+	waitFor := func(path, want string) {
+		t.Helper()
+		deadline := time.Now().Add(3 * time.Second)
+		for {
+			b, _ := os.ReadFile(path)
+			if strings.Contains(string(b), want) {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s lacks %q:\n%s", path, want, b)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	ask("allowed.test")
+	waitFor(c.LogFile, "query[A] allowed.test")
+	if rotated, err := RotateLog(c.LogFile, 1<<20); err != nil || rotated {
+		t.Fatalf("RotateLog of a small log = %v, %v; want no rotation", rotated, err)
+	}
+	if rotated, err := RotateLog(c.LogFile, 10); err != nil || !rotated {
+		t.Fatalf("RotateLog over the limit = %v, %v; want a rotation", rotated, err)
+	}
+	waitFor(c.LogFile+".1", "query[A] allowed.test")
+	ask("x.wild.test")
+	waitFor(c.LogFile, "query[A] x.wild.test")
+	if b, _ := os.ReadFile(c.LogFile); strings.Contains(string(b), "query[A] allowed.test") {
+		t.Errorf("the new log repeats the old one:\n%s", b)
+	}
+}

@@ -476,6 +476,50 @@ func Restart(ctx context.Context, netnsPath string, in Instance) (int, error) {
 	return Start(ctx, netnsPath, in)
 }
 
+// MaxLogBytes is the size above which RotateLog rotates a resolver's query log.
+const MaxLogBytes = 8 << 20
+
+// RotateLog keeps the query log at path (the configuration's log-facility) bounded: when it
+// is larger than limit bytes its content is copied to path+".1", replacing an older copy, and
+// the file is truncated in place. dnsmasq keeps writing to its descriptor (opened with
+// O_APPEND before it dropped its privileges: it could not reopen a file in the bundle
+// directory afterwards), so no signal is needed; lines written between the copy and the
+// truncation are lost. It reports whether it rotated.
+func RotateLog(path string, limit int64) (bool, error) {
+	if err := checkPath(path); err != nil {
+		return false, fmt.Errorf("rotate resolver log: %w", err)
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("rotate resolver log: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil || !fi.Mode().IsRegular() || fi.Size() <= limit {
+		return false, err
+	}
+	tmp := path + ".1.tmp"
+	old, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return false, fmt.Errorf("rotate resolver log: %w", err)
+	}
+	_, cerr := io.Copy(old, f)
+	if err := errors.Join(cerr, old.Close()); err != nil {
+		_ = os.Remove(tmp)
+		return false, fmt.Errorf("rotate resolver log: %w", err)
+	}
+	if err := os.Rename(tmp, path+".1"); err != nil {
+		return false, fmt.Errorf("rotate resolver log: %w", err)
+	}
+	if err := f.Truncate(0); err != nil {
+		return false, fmt.Errorf("rotate resolver log: %w", err)
+	}
+	return true, nil
+}
+
 // readPID returns the pid in file, or 0 if the file does not exist.
 func readPID(file string) (int, error) {
 	b, err := os.ReadFile(file)

@@ -287,6 +287,9 @@ func prepareResolver(b *state.Bundle, d *state.Data, policy nft.Policy, bin stri
 		return in, fmt.Errorf("write resolver config: %w", err)
 	}
 	_ = dnsmasq.Stop(in)
+	// The query log is bounded (control commands and watch rotate it while the container
+	// runs, and so does a start). A failure only leaves it as it is.
+	_, _ = dnsmasq.RotateLog(filepath.Join(b.Dir(), state.FileDnsmasqLog), dnsmasq.MaxLogBytes)
 	return in, nil
 }
 
