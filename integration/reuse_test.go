@@ -70,3 +70,41 @@ func TestShieldedNameInUse(t *testing.T) {
 		}
 	})
 }
+
+// TestShieldedNameOfUnshieldedContainer: a shielded run with the name of an existing
+// unshielded container (no bundle: the shim asks podman nothing) is refused by podman, leaves
+// that container alone, and the name works for a shielded container once it is free.
+func TestShieldedNameOfUnshieldedContainer(t *testing.T) {
+	forModes(t, 2*time.Minute, func(t *testing.T, ctx context.Context, n *testnet.Net, sp *ShieldedPodman) {
+		if err := sp.WriteProfile("reuse", "allowed.test"); err != nil {
+			t.Fatal(err)
+		}
+		if err := sp.EnsureImage(ctx); err != nil {
+			t.Fatal(err)
+		}
+		name := sp.Name("plain")
+		if r, err := sp.Real.Run(ctx, "run", "-d", "--name", name, sp.H.ImageRef, "/bin/sleeper"); err != nil || r.Exit != 0 {
+			t.Fatalf("unshielded run: %v %s", err, r)
+		}
+		r, err := sp.Run(ctx, "run", "--rm", "--shield=reuse", "--name", name, sp.H.ImageRef, "/bin/probe", "caps")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Exit != 125 || !strings.Contains(r.Stderr, "already in use") {
+			t.Fatalf("shielded run with the name of an unshielded container: %s; want podman's refusal", r)
+		}
+		if r, err := sp.Real.Run(ctx, "inspect", "--format", "{{.State.Running}}", name); err != nil || strings.TrimSpace(r.Stdout) != "true" {
+			t.Fatalf("the unshielded container after the refused run: %v %s", err, r)
+		}
+		if r, err := sp.Real.Run(ctx, "rm", "-f", "-t", "0", name); err != nil || r.Exit != 0 {
+			t.Fatalf("rm: %v %s", err, r)
+		}
+		if err := sp.StartShielded(ctx, name, "reuse"); err != nil {
+			t.Fatalf("shielded run once the name is free: %v", err)
+		}
+		res, pr, err := sp.ProbeIn(ctx, name, "dns", "allowed.test")
+		if err != nil || res.Rcode != "NOERROR" {
+			t.Fatalf("allowed.test from the shielded container: %+v %v %s", res, err, pr)
+		}
+	})
+}

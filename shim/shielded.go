@@ -91,9 +91,11 @@ func prepareShielded(inv *argparse.Invocation, dec inject.Decision, cfg *config.
 	}
 	name := inject.UserName(inv)
 	plan := inject.Plan{Binary: self, HooksDirs: hp.inject}
-	if name != "" && !replacing(inv) {
+	if name != "" && !replacing(inv) && bundleExists(rootDir, name) {
 		// The bundle of an existing container of this name must not be rewritten by a run that
-		// podman is about to refuse ("name already in use").
+		// podman is about to refuse ("name already in use"). Without a bundle there is nothing
+		// to protect, and no podman call (~25 ms) is made: a run podman then refuses leaves an
+		// empty bundle behind, which the next shielded container of that name replaces.
 		exists, err := containerExists(inv, name, getenv)
 		if err != nil {
 			return nil, err
@@ -244,6 +246,12 @@ func replacing(inv *argparse.Invocation) bool {
 
 // containerExists asks the real podman, with the user's global flags (storage, root, …),
 // whether a container of this name exists.
+// bundleExists reports whether the state root at rootDir has a bundle for container name.
+func bundleExists(rootDir, name string) bool {
+	_, err := os.Lstat(filepath.Join(rootDir, "containers", name, state.FileBundle))
+	return err == nil
+}
+
 func containerExists(inv *argparse.Invocation, name string, getenv func(string) string) (bool, error) {
 	self, _ := os.Executable()
 	real, err := findRealPodman(getenv, self)
