@@ -13,8 +13,10 @@ import (
 )
 
 // podmanConf is the containers.conf view of the podman this shim hands over to.
+// Its files are parsed once per Conf (a shielded run reads the hooks dirs and the rootless
+// network command).
 func podmanConf(getenv func(string) string) hookconf.Conf {
-	return hookconf.Conf{Getenv: getenv, Rootless: os.Geteuid() != 0}
+	return hookconf.Conf{Getenv: getenv, Rootless: os.Geteuid() != 0, Cache: &hookconf.Cache{}}
 }
 
 // hookPlan is how a shielded container gets its hook. After `terok-shield setup` a dir in
@@ -28,9 +30,9 @@ type hookPlan struct {
 	stateDir string   // <state root>/hooks.d
 }
 
-func planHooks(stateRoot string, getenv func(string) string) (hookPlan, error) {
+func planHooks(stateRoot string, conf hookconf.Conf) (hookPlan, error) {
 	own := filepath.Join(stateRoot, "hooks.d")
-	dir, hd, err := podmanConf(getenv).InEffect()
+	dir, hd, err := conf.InEffect()
 	if err != nil {
 		return hookPlan{}, fmt.Errorf("terok-shield: %w", err)
 	}

@@ -50,6 +50,7 @@ func prepareShielded(inv *argparse.Invocation, dec inject.Decision, cfg *config.
 	if err != nil {
 		return nil, err
 	}
+	conf := podmanConf(getenv) // containers.conf, parsed once for this run
 	prot := inject.Protected{Paths: protectedPaths(getenv, rootDir, userDir, self)}
 	lookup := func(k string) (string, bool) { return os.LookupEnv(k) }
 	if err := inject.Check(inv, argparse.RemoteFromEnv(lookup), prot); err != nil {
@@ -74,13 +75,13 @@ func prepareShielded(inv *argparse.Invocation, dec inject.Decision, cfg *config.
 		resolvConf, _ := os.ReadFile("/etc/resolv.conf")
 		upstreams, err = staticUpstreams(getenv, cfg.Resolver.Upstream, resolvConf)
 	} else {
-		upstreams, err = upstreamsFor(getenv, cfg.Resolver.Upstream, func() string { return rootlessNet(inv, getenv, rootDir) })
+		upstreams, err = upstreamsFor(getenv, cfg.Resolver.Upstream, func() string { return rootlessNet(inv, conf, getenv, rootDir) })
 	}
 	if err != nil {
 		return nil, err
 	}
 
-	hp, err := planHooks(rootDir, getenv)
+	hp, err := planHooks(rootDir, conf)
 	if err != nil {
 		return nil, err
 	}
@@ -296,14 +297,14 @@ var (
 // rootlessNet tells which rootless network a run gets: its --network flag, else
 // containers.conf's default_rootless_network_cmd, else podman's version default (pasta from
 // 5.0), with the version read from the real podman once and cached in the state root.
-func rootlessNet(inv *argparse.Invocation, getenv func(string) string, rootDir string) string {
+func rootlessNet(inv *argparse.Invocation, conf hookconf.Conf, getenv func(string) string, rootDir string) string {
 	if fl := inv.Lookup("network"); len(fl) > 0 {
 		mode, _, _ := strings.Cut(fl[len(fl)-1].Value, ":")
 		if mode == "pasta" || mode == "slirp4netns" {
 			return mode
 		}
 	}
-	if cmd, err := (hookconf.Conf{Getenv: getenv, Rootless: true}).RootlessNetworkCmd(); err == nil && cmd != "" {
+	if cmd, err := conf.RootlessNetworkCmd(); err == nil && cmd != "" {
 		return cmd
 	}
 	if podmanMajor(getenv, rootDir) >= 5 {

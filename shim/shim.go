@@ -106,7 +106,7 @@ func hooksForStart(args []string, inv *argparse.Invocation, getenv func(string) 
 	if !shielded && !hookconf.HasDescriptors(filepath.Join(root, "hooks.d")) {
 		return args, nil
 	}
-	hp, err := planHooks(root, getenv)
+	hp, err := planHooks(root, podmanConf(getenv))
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return args, nil

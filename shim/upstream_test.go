@@ -11,6 +11,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/terok-ai/terok-shield/argparse"
+	"github.com/terok-ai/terok-shield/hookconf"
 )
 
 func TestDetectUpstreams(t *testing.T) {
@@ -122,7 +123,7 @@ func TestRootlessNet(t *testing.T) {
 				t.Fatal(err)
 			}
 			inv := mustParse(t, tt.argv...)
-			if got := rootlessNet(inv, env(nil), dir); got != tt.want {
+			if got := rootlessNet(inv, hookconf.Conf{Getenv: env(nil), Rootless: true}, env(nil), dir); got != tt.want {
 				t.Errorf("rootlessNet(%q) = %q, want %q", tt.argv, got, tt.want)
 			}
 		})

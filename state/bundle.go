@@ -325,13 +325,16 @@ func (b *Bundle) WriteFile(name string, data []byte, perm fs.FileMode) error {
 	return b.writeAtomic(name, data, perm)
 }
 
-// regenerated are the bundle files rewritten from bundle.json every time they are used (the
-// hook renders the resolver's configuration at each start): they are replaced atomically, but
-// not synced to disk, which costs two fsyncs on every container start.
-var regenerated = []string{FileDnsmasqConf}
+// unsynced are the bundle files that are replaced atomically but not synced to disk (two
+// fsyncs each, on every container creation or start): the resolver's configuration is rendered
+// again at every start, and resolv.conf and hosts hold fixed content written at creation, whose
+// loss in a crash fails closed (the container's names do not resolve, or podman cannot mount
+// the file) until the container is created again. bundle.json, with the operator's changes, is
+// always synced.
+var unsynced = []string{FileDnsmasqConf, FileResolvConf, FileHosts}
 
 func (b *Bundle) writeAtomic(name string, data []byte, perm fs.FileMode) error {
-	durable := !slices.Contains(regenerated, name)
+	durable := !slices.Contains(unsynced, name)
 	var rnd [8]byte
 	if _, err := rand.Read(rnd[:]); err != nil {
 		return fmt.Errorf("write %s: %w", name, err)
