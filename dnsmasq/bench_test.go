@@ -143,7 +143,7 @@ func BenchmarkResolver(b *testing.B) {
 	}
 	in := Instance{Binary: bin, ConfFile: filepath.Join(dir, "dnsmasq.conf"), PIDFile: filepath.Join(dir, "dnsmasq.pid")}
 	conf, err := Render(Config{Names: []string{"hit.test", "*.miss.test"}, Upstreams: []netip.Addr{upstreamAddr},
-		Mark: nftpkg.DefaultResolverMark, PIDFile: in.PIDFile})
+		Mark: nftpkg.DefaultResolverMark})
 	if err != nil {
 		b.Fatal(err)
 	}

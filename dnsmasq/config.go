@@ -56,8 +56,6 @@ type Config struct {
 	// out (whole seconds, at least 1 s). Keep it below the learned sets'
 	// element timeout so addresses in use are re-learned before they expire.
 	MaxCacheTTL time.Duration
-	// PIDFile is where dnsmasq writes its pid (absolute, required).
-	PIDFile string
 	// LogFile, when set, turns on query logging to this file (absolute).
 	LogFile string
 	// User is the account dnsmasq switches to after start-up (default
@@ -200,9 +198,6 @@ func (c Config) withDefaults() (Config, error) {
 		bad("max cache TTL %v: want whole seconds between 1s and 24h", c.MaxCacheTTL)
 	}
 
-	if err := checkPath(c.PIDFile); err != nil {
-		bad("pid file: %w", err)
-	}
 	if c.LogFile != "" {
 		if err := checkPath(c.LogFile); err != nil {
 			bad("log file: %w", err)
@@ -274,7 +269,10 @@ func Render(c Config) ([]byte, error) {
 	// (no daemonising fork to wait for), and readiness is checked separately (WaitReady).
 	add("keep-in-foreground")
 	add("user=%s", c.User)
-	add("pid-file=%s", c.PIDFile)
+	// No pid file of dnsmasq's own: Launch records the pid (Instance.PIDFile) the moment the
+	// process exists. dnsmasq would unlink that file and recreate it with O_EXCL, which fails
+	// when Launch's write lands in between.
+	add("pid-file=")
 	add("cache-size=%d", c.CacheSize)
 	ttl := int64(c.MaxCacheTTL / time.Second)
 	add("max-cache-ttl=%d", ttl)

@@ -26,7 +26,6 @@ func minimal() Config {
 		Names:     []string{"example.com"},
 		Upstreams: []netip.Addr{netip.MustParseAddr("169.254.1.1")},
 		Mark:      0x5e1d,
-		PIDFile:   "/run/terok/ctr/dnsmasq.pid",
 	}
 }
 
@@ -129,7 +128,6 @@ func TestRenderSplitsLongLines(t *testing.T) {
 	c := minimal()
 	c.Names = manyNames(2000)
 	c.Table, c.Set4, c.Set6 = strings.Repeat("t", 64), strings.Repeat("a", 64), strings.Repeat("b", 64)
-	c.PIDFile = "/" + strings.Repeat("p", maxPath-1)
 	c.LogFile = "/" + strings.Repeat("l", maxPath-1)
 	out, err := Render(c)
 	if err != nil {
@@ -231,9 +229,8 @@ func TestRenderRejects(t *testing.T) {
 		{"long set", func(c *Config) { c.Set6 = strings.Repeat("s", 65) }, "set6 name"},
 		{"sub-second TTL", func(c *Config) { c.MaxCacheTTL = 1500 * time.Millisecond }, "whole seconds"},
 		{"negative TTL", func(c *Config) { c.MaxCacheTTL = -time.Second }, "whole seconds"},
-		{"missing pid file", func(c *Config) { c.PIDFile = "" }, "pid file: empty"},
-		{"relative pid file", func(c *Config) { c.PIDFile = "run/dnsmasq.pid" }, "absolute"},
-		{"unclean pid file", func(c *Config) { c.PIDFile = "/run/../etc/dnsmasq.pid" }, "absolute"},
+		{"relative log file", func(c *Config) { c.LogFile = "run/dnsmasq.log" }, "absolute"},
+		{"unclean log file", func(c *Config) { c.LogFile = "/run/../etc/dnsmasq.log" }, "absolute"},
 		{"newline in log file", func(c *Config) { c.LogFile = "/run/x.log\nlog-queries" }, "control character"},
 		{"NUL in log file", func(c *Config) { c.LogFile = "/run/x\x00.log" }, "control character"},
 		{"long log file", func(c *Config) { c.LogFile = "/" + strings.Repeat("l", maxPath) }, "longer than"},

@@ -240,7 +240,6 @@ func (tp *topology) start(t *testing.T, name string, c Config) (Instance, int) {
 func (tp *topology) write(t *testing.T, name string, c Config) Instance {
 	t.Helper()
 	in := tp.instance(name)
-	c.PIDFile = in.PIDFile
 	conf, err := Render(c)
 	if err != nil {
 		t.Fatalf("Render: %v", err)

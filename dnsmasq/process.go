@@ -30,7 +30,7 @@ import (
 type Instance struct {
 	Binary   string // absolute path of the dnsmasq executable
 	ConfFile string // absolute path of the rendered configuration
-	PIDFile  string // absolute path; must equal the configuration's pid-file
+	PIDFile  string // absolute path of the file Launch records the pid in (dnsmasq writes none)
 	// ErrFile receives dnsmasq's standard output and error, where it reports why it could not
 	// start (absolute path; empty: discarded).
 	ErrFile string
@@ -213,10 +213,10 @@ func (p *Process) Ended(in Instance) error {
 // Launch starts dnsmasq for in inside the network namespace at netnsPath and
 // returns its pid without waiting for it to listen: the configuration keeps
 // dnsmasq in the foreground, so the process started is the resolver itself.
-// It runs in a session of its own, with its output in in.ErrFile, and the
-// pid file is written at once (dnsmasq rewrites the same pid later), so a
-// Stop right after Launch finds it. If the instance already runs, Launch
-// returns its pid and changes nothing.
+// It runs in a session of its own, with its output in in.ErrFile, and its pid
+// is written to in.PIDFile at once (the configuration gives dnsmasq no pid
+// file of its own), so a Stop right after Launch finds it. If the instance
+// already runs, Launch returns its pid and changes nothing.
 func Launch(netnsPath string, in Instance) (*Process, error) {
 	if err := in.check(); err != nil {
 		return nil, err

@@ -249,7 +249,6 @@ func Resolver(dir string, d *state.Data, policy nft.Policy, bin string) (dnsmasq
 		Set4:        "learned_v4",
 		Set6:        "learned_v6",
 		MaxCacheTTL: cacheTTL(timeout),
-		PIDFile:     in.PIDFile,
 		LogFile:     filepath.Join(dir, state.FileDnsmasqLog), // query log: `watch` names destinations
 		User:        "nobody",                                 // dnsmasq keeps CAP_NET_ADMIN for nftset after the drop
 	})

@@ -446,7 +446,14 @@ func (r *mxRun) state(st string) {
 			continue
 		}
 		live = append(live, c)
-		items = append(items, probe.BatchItem{Args: c.args, Stage: 1})
+		// Names asked of the resolver go last: an answer for the listed name teaches its
+		// address to the learned sets, which would race with the cells that dial that address
+		// (in "after learned expiry" it must still be unknown).
+		stage := 1
+		if len(c.args) > 0 && c.args[0] == "dns" {
+			stage = 2
+		}
+		items = append(items, probe.BatchItem{Args: c.args, Stage: stage})
 	}
 	for _, c := range controls {
 		items = append(items, probe.BatchItem{Args: c.args, Stage: 1})
