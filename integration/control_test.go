@@ -5,6 +5,8 @@ package integration
 import (
 	"context"
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -351,4 +353,47 @@ func TestControlDeny(t *testing.T) {
 		))
 		checkHits(t, n, "after the restart", "bench4-unlisted")
 	})
+}
+
+// TestControlNestedUserNamespace: a rootless container run with --userns keep-id lives in a
+// user namespace nested in podman's. Live allow and deny reach its table all the same: the
+// socket helper joins the nested namespace, which the same user owns through podman's. The
+// commands run without nsenter on PATH, so the nsenter fallback cannot stand in for it.
+func TestControlNestedUserNamespace(t *testing.T) {
+	n := setup(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	sp := NewShielded(t, harness, n, Rootless)
+	if err := sp.EnsureImage(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := sp.WriteProfile("e2e", e2eProfile...); err != nil {
+		t.Fatal(err)
+	}
+	name := sp.Name("keepid")
+	if err := sp.StartShielded(ctx, name, "e2e", "--userns", "keep-id"); err != nil {
+		t.Fatal(err)
+	}
+	target := testnet.EchoV4c + ":80"
+	runCases(t, ctx, sp, name, []netCase{{name: "unlisted before allow", args: []string{"tcp", target}, want: prohibited4}})
+	// The harness's own wrapper needs setpriv; nothing else is on this PATH.
+	tools := filepath.Join(filepath.Dir(sp.StateDir), "tools-without-nsenter")
+	if err := os.Mkdir(tools, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("/usr/bin/setpriv", filepath.Join(tools, "setpriv")); err != nil {
+		t.Fatal(err)
+	}
+	noNsenter := sp.Podman
+	noNsenter.Env = append(slices.Clone(sp.Env), "PATH="+filepath.Dir(sp.Bin)+":"+tools)
+	for _, cmd := range [][]string{{"allow", name, testnet.EchoV4c}, {"deny", name, testnet.EchoV4c}} {
+		if cmd[0] == "deny" {
+			runCases(t, ctx, sp, name, []netCase{{name: "after allow", args: []string{"tcp", target}, want: echoed("web4c")}})
+		}
+		r, err := noNsenter.Run(ctx, append([]string{"shield"}, cmd...)...)
+		if err := mustExit(r, err, 0); err != nil {
+			t.Fatalf("without nsenter on PATH: %v", err)
+		}
+	}
+	runCases(t, ctx, sp, name, []netCase{{name: "after deny", args: []string{"tcp", target}, want: prohibited4}})
 }
