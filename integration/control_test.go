@@ -360,13 +360,7 @@ func TestControlDeny(t *testing.T) {
 // socket helper joins the nested namespace, which the same user owns through podman's. The
 // commands run without nsenter on PATH, so the nsenter fallback cannot stand in for it.
 func TestControlNestedUserNamespace(t *testing.T) {
-	n := setup(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	sp := NewShielded(t, harness, n, Rootless)
-	if err := sp.EnsureImage(ctx); err != nil {
-		t.Fatal(err)
-	}
+	ctx, _, sp := inMode(t, Rootless, 2*time.Minute)
 	if err := sp.WriteProfile("e2e", e2eProfile...); err != nil {
 		t.Fatal(err)
 	}

@@ -5,7 +5,6 @@ package integration
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"encoding/json"
 	"os"
 	"os/exec"
@@ -29,13 +28,7 @@ import (
 // are intact, byte for byte. The control is the same container started again once space is
 // freed: it runs, and its log continues after the earlier lines.
 func TestFaultDiskFull(t *testing.T) {
-	n := setup(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	sp := NewShielded(t, harness, n, Rootful)
-	if err := sp.EnsureImage(ctx); err != nil {
-		t.Fatal(err)
-	}
+	ctx, n, sp := inMode(t, Rootful, 2*time.Minute)
 	// Registered after NewShielded's cleanup, so it runs first: Close then removes the emptied
 	// mount point.
 	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=8m,mode=0700", "tmpfs", sp.StateDir).CombinedOutput(); err != nil {

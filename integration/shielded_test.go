@@ -36,16 +36,24 @@ func forModes(t *testing.T, timeout time.Duration, fn func(t *testing.T, ctx con
 	for _, mode := range []Mode{Rootful, Rootless} {
 		t.Run(mode.String(), func(t *testing.T) {
 			t.Parallel()
-			n := setup(t)
-			ctx, cancel := context.WithTimeout(context.Background(), timeout)
-			defer cancel()
-			sp := NewShielded(t, harness, n, mode)
-			if err := sp.EnsureImage(ctx); err != nil {
-				t.Fatal(err)
-			}
+			ctx, n, sp := inMode(t, mode, timeout)
 			fn(t, ctx, n, sp)
 		})
 	}
+}
+
+// inMode sets up a test network and a shielded podman of mode with its image, and a context
+// that ends after timeout (or with the test).
+func inMode(t *testing.T, mode Mode, timeout time.Duration) (context.Context, *testnet.Net, *ShieldedPodman) {
+	t.Helper()
+	n := setup(t)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	t.Cleanup(cancel)
+	sp := NewShielded(t, harness, n, mode)
+	if err := sp.EnsureImage(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return ctx, n, sp
 }
 
 // outcome is the comparable part of a probe result: the ICMP sender is dropped (it is the
