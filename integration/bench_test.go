@@ -23,35 +23,14 @@ import (
 //
 //	go test -run '^$' -bench BenchmarkPodmanRun -benchtime 10x ./integration
 func BenchmarkPodmanRun(b *testing.B) {
-	Require(b)
-	if err := harness.Init(); err != nil {
-		b.Fatalf("harness: %v", err)
-	}
 	for _, mode := range []Mode{Rootful, Rootless} {
 		b.Run(mode.String(), func(b *testing.B) {
-			n := testnet.Start(b)
-			sp, err := NewShieldedPodman(harness, n, mode)
-			if err != nil {
-				b.Fatal(err)
-			}
-			b.Cleanup(func() {
-				if err := sp.Close(); err != nil {
-					b.Errorf("cleanup: %v", err)
-				}
-			})
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-			defer cancel()
-			if err := sp.EnsureImage(ctx); err != nil {
-				b.Fatal(err)
-			}
+			ctx, sp := benchPodman(b, mode)
 			unshielded := append([]string{"run", "--rm", harness.ImageRef}, "/bin/probe", "caps")
 			shielded := append([]string{"run", "--rm", "--shield", harness.ImageRef}, "/bin/probe", "caps")
 			run := func(args []string) time.Duration {
-				start := time.Now()
-				if r, err := sp.Run(ctx, args...); mustExit(r, err, 0) != nil {
-					b.Fatalf("%v: %v", args, mustExit(r, err, 0))
-				}
-				return time.Since(start)
+				d, _ := timedRun(b, ctx, &sp.Podman, args...)
+				return d
 			}
 			// One untimed run of each first: image layers, hooks dir and caches are warm for both.
 			run(unshielded)
@@ -97,22 +76,7 @@ func median(ds []time.Duration) time.Duration {
 //
 //	go test -run '^$' -bench BenchmarkLiveAllow -benchtime 50x ./integration
 func BenchmarkLiveAllow(b *testing.B) {
-	Require(b)
-	if err := harness.Init(); err != nil {
-		b.Fatalf("harness: %v", err)
-	}
-	n := testnet.Start(b)
-	sp, err := NewShieldedPodman(harness, n, Rootless)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() {
-		if err := sp.Close(); err != nil {
-			b.Errorf("cleanup: %v", err)
-		}
-	})
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
+	ctx, sp := benchPodman(b, Rootless)
 	if err := sp.WriteProfile("bench", testnet.BenchV4); err != nil {
 		b.Fatal(err)
 	}
@@ -120,14 +84,7 @@ func BenchmarkLiveAllow(b *testing.B) {
 	if err := sp.StartShielded(ctx, name, "bench"); err != nil {
 		b.Fatal(err)
 	}
-	timed := func(p *Podman, args ...string) (time.Duration, RunResult) {
-		start := time.Now()
-		r, err := p.Run(ctx, args...)
-		if err := mustExit(r, err, 0); err != nil {
-			b.Fatal(err)
-		}
-		return time.Since(start), r
-	}
+	timed := func(p *Podman, args ...string) (time.Duration, RunResult) { return timedRun(b, ctx, p, args...) }
 	addr := func(i, half int) string { return fmt.Sprintf("198.18.%d.%d", i/250, 2*(i%250)+half) }
 	// The original's additions go to a table of its own, with the interval set it used: in
 	// ours they would be drift, which our next allow removes (and a delete makes closing the
@@ -182,4 +139,33 @@ func BenchmarkLiveAllow(b *testing.B) {
 			}
 		}
 	}
+}
+
+// benchPodman starts a test network and a shielded podman of mode with its image, for a
+// benchmark, and a context for its runs.
+func benchPodman(b *testing.B, mode Mode) (context.Context, *ShieldedPodman) {
+	b.Helper()
+	Require(b)
+	if err := harness.Init(); err != nil {
+		b.Fatalf("harness: %v", err)
+	}
+	sp := NewShielded(b, harness, testnet.Start(b), mode)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	b.Cleanup(cancel)
+	if err := sp.EnsureImage(ctx); err != nil {
+		b.Fatal(err)
+	}
+	return ctx, sp
+}
+
+// timedRun runs podman args, fails the benchmark unless it exits 0, and returns how long it
+// took.
+func timedRun(b *testing.B, ctx context.Context, p *Podman, args ...string) (time.Duration, RunResult) {
+	b.Helper()
+	start := time.Now()
+	r, err := p.Run(ctx, args...)
+	if err := mustExit(r, err, 0); err != nil {
+		b.Fatal(err)
+	}
+	return time.Since(start), r
 }

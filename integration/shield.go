@@ -106,7 +106,7 @@ type ShieldedPodman struct {
 
 // NewShielded prepares a shim-backed podman for mode in n (see NewShieldedPodman) and closes
 // it at test cleanup.
-func NewShielded(t *testing.T, h *Harness, n *testnet.Net, mode Mode) *ShieldedPodman {
+func NewShielded(t testing.TB, h *Harness, n *testnet.Net, mode Mode) *ShieldedPodman {
 	t.Helper()
 	sp, err := NewShieldedPodman(h, n, mode)
 	if err != nil {
