@@ -120,19 +120,15 @@ func createRuntime(ctx context.Context, log *slog.Logger, id string, pid int, oc
 	// runtime's work up to the workload's start, where the gate waits until it listens
 	// (gate.Proof.Resolver). Nothing can query it earlier, and it adds to the learned sets only
 	// when answering a query. A resolver that cannot start makes the gate refuse the workload.
-	var resolver string
-	resolverEnded := func() error { return nil }
+	var resolver *dnsmasq.Process // nil: no resolver
+	var in dnsmasq.Instance
 	if data.Resolver.Tier == state.TierDnsmasq && data.Mode != state.ModeBlock {
-		in, err := prepareResolver(b, data, policy, dnsmasqBin)
-		if err != nil {
+		if in, err = prepareResolver(b, data, policy, dnsmasqBin); err != nil {
 			return err
 		}
-		p, err := dnsmasq.Launch(netns, in)
-		if err != nil {
+		if resolver, err = dnsmasq.Launch(netns, in); err != nil {
 			return fmt.Errorf("start resolver: %w", err)
 		}
-		resolver = dnsmasq.ReadyAddr.String()
-		resolverEnded = func() error { return p.Ended(in) }
 		defer func() {
 			if err != nil {
 				_ = dnsmasq.Stop(in) // the container will not run: no resolver left behind
@@ -158,10 +154,13 @@ func createRuntime(ctx context.Context, log *slog.Logger, id string, pid int, oc
 	}
 	// A resolver that already failed (a bad option, a missing library) is reported here, with
 	// its message; one that fails later makes the gate refuse after its wait.
-	if err := resolverEnded(); err != nil {
-		return fmt.Errorf("start resolver: %w", err)
+	proof := gate.Proof{NetNSInode: ident.NetNSInode, InitStartTime: ident.StartTime, ContainerID: id}
+	if resolver != nil {
+		if err := resolver.Ended(in); err != nil {
+			return fmt.Errorf("start resolver: %w", err)
+		}
+		proof.Resolver = dnsmasq.ReadyAddr.String()
 	}
-	proof := gate.Proof{NetNSInode: ident.NetNSInode, InitStartTime: ident.StartTime, ContainerID: id, Resolver: resolver}
 	if err := writeProof(b.Root(), proof.Marshal()); err != nil {
 		return err
 	}
