@@ -57,8 +57,10 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/terok-ai/terok-shield/profiles"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/terok-ai/terok-shield/internal/dirs"
+	"github.com/terok-ai/terok-shield/profiles"
 )
 
 // Config is the parsed config.yml.
@@ -112,17 +114,11 @@ func Defaults() *Config {
 
 // DefaultPath returns the config file path.
 func DefaultPath(getenv func(string) string) (string, error) {
-	if d := getenv("TEROK_SHIELD_CONFIG_DIR"); d != "" {
-		return filepath.Join(d, "config.yml"), nil
+	d, err := dirs.Config(getenv)
+	if err != nil {
+		return "", fmt.Errorf("locate config file: %w", err)
 	}
-	if d := getenv("XDG_CONFIG_HOME"); d != "" && filepath.IsAbs(d) {
-		return filepath.Join(d, "terok", "shield", "config.yml"), nil
-	}
-	home := getenv("HOME")
-	if home == "" {
-		return "", errors.New("locate config file: neither TEROK_SHIELD_CONFIG_DIR, XDG_CONFIG_HOME nor HOME is set")
-	}
-	return filepath.Join(home, ".config", "terok", "shield", "config.yml"), nil
+	return filepath.Join(d, "config.yml"), nil
 }
 
 // Load reads the config file at path; a missing file means Defaults().

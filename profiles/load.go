@@ -15,6 +15,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+
+	"github.com/terok-ai/terok-shield/internal/dirs"
 )
 
 //go:embed bundled/*.txt
@@ -109,17 +111,11 @@ func ValidateName(name string) error {
 // $TEROK_SHIELD_CONFIG_DIR/profiles, else $XDG_CONFIG_HOME/terok/shield/profiles,
 // else $HOME/.config/terok/shield/profiles.
 func DefaultUserDir(getenv func(string) string) (string, error) {
-	if d := getenv("TEROK_SHIELD_CONFIG_DIR"); d != "" {
-		return filepath.Join(d, "profiles"), nil
+	d, err := dirs.Config(getenv)
+	if err != nil {
+		return "", fmt.Errorf("locate profile directory: %w", err)
 	}
-	if d := getenv("XDG_CONFIG_HOME"); d != "" && filepath.IsAbs(d) {
-		return filepath.Join(d, "terok", "shield", "profiles"), nil
-	}
-	home := getenv("HOME")
-	if home == "" {
-		return "", errors.New("locate profile directory: neither TEROK_SHIELD_CONFIG_DIR, XDG_CONFIG_HOME nor HOME is set")
-	}
-	return filepath.Join(home, ".config", "terok", "shield", "profiles"), nil
+	return filepath.Join(d, "profiles"), nil
 }
 
 // Loader finds profiles: user profiles in UserDir (may be empty or missing)

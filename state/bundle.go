@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/terok-ai/terok-shield/internal/dirs"
 )
 
 // Files a bundle may contain. Nothing else can be opened through a Bundle.
@@ -66,17 +68,11 @@ func isAlnum(c byte) bool {
 // DefaultRoot returns the state root: $TEROK_SHIELD_STATE_DIR, else
 // $XDG_STATE_HOME/terok/shield, else $HOME/.local/state/terok/shield.
 func DefaultRoot(getenv func(string) string) (string, error) {
-	if d := getenv("TEROK_SHIELD_STATE_DIR"); d != "" {
-		return filepath.Abs(d)
+	d, err := dirs.State(getenv)
+	if err != nil {
+		return "", fmt.Errorf("locate state directory: %w", err)
 	}
-	if d := getenv("XDG_STATE_HOME"); d != "" && filepath.IsAbs(d) {
-		return filepath.Join(d, "terok", "shield"), nil
-	}
-	home := getenv("HOME")
-	if home == "" {
-		return "", errors.New("locate state directory: neither TEROK_SHIELD_STATE_DIR, XDG_STATE_HOME nor HOME is set")
-	}
-	return filepath.Join(home, ".local", "state", "terok", "shield"), nil
+	return d, nil
 }
 
 // Root is an opened state root; its bundles live in <root>/containers.
