@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/terok-ai/terok-shield/internal/golden"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
@@ -95,19 +97,8 @@ func TestGoldenSchema(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	golden := filepath.Join("testdata", "schema_v1.jsonl")
-	if *update {
-		if err := os.WriteFile(golden, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(golden)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if diff := cmp.Diff(string(want), string(got)); diff != "" {
-		t.Errorf("audit.jsonl differs from %s (-want +got):\n%s", golden, diff)
-	}
+	goldenPath := filepath.Join("testdata", "schema_v1.jsonl")
+	golden.Check(t, goldenPath, string(got), *update)
 	// Every line is compact, one object, with v, ts (UTC ms), container, action first.
 	for i, line := range bytes.Split(bytes.TrimSuffix(got, []byte("\n")), []byte("\n")) {
 		if !bytes.HasPrefix(line, []byte(`{"v":1,"ts":"2026-03-07T12:00:`)) || !bytes.Contains(line, []byte(`.123Z","container":"web","action":"`)) {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/terok-ai/terok-shield/internal/golden"
 	"github.com/terok-ai/terok-shield/internal/netnstest"
 )
 
@@ -66,19 +67,8 @@ func TestRenderGolden(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Render: %v", err)
 			}
-			golden := filepath.Join("testdata", tc.name+".conf")
-			if *update {
-				if err := os.WriteFile(golden, got, 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if diff := cmp.Diff(string(want), string(got)); diff != "" {
-				t.Errorf("Render (-%s +got):\n%s", golden, diff)
-			}
+			goldenPath := filepath.Join("testdata", tc.name+".conf")
+			golden.Check(t, goldenPath, string(got), *update)
 		})
 	}
 }

@@ -5,12 +5,13 @@ package hookconf
 import (
 	"errors"
 	"flag"
-	"os"
 	"path/filepath"
 	"testing"
 
 	"github.com/BurntSushi/toml"
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/terok-ai/terok-shield/internal/golden"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
@@ -58,19 +59,8 @@ func TestInstallGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			golden := filepath.Join("testdata", "edit", c.name+".golden")
-			if *update {
-				if err := os.WriteFile(golden, got, 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if d := cmp.Diff(string(want), string(got)); d != "" {
-				t.Errorf("Install (-want +got):\n%s", d)
-			}
+			goldenPath := filepath.Join("testdata", "edit", c.name+".golden")
+			golden.Check(t, goldenPath, string(got), *update)
 			// Podman reads exactly our list, and only the block changed.
 			var conf struct {
 				Engine struct {
